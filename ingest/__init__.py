@@ -1,0 +1,1 @@
+"""Fetch and parse PubMed records, and build versioned indexes from them."""

@@ -1,0 +1,238 @@
+"""Build or incrementally update an index from sources, atomically.
+
+The served version is copied to a staging folder, changes are applied there (only new or changed records are
+embedded), the result is checked against its manifest, and only then is it published.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from ingest.chunking import Chunker
+from ingest.embedder import Embedder, load_embedder
+from ingest.faiss_index import VectorIndex
+from ingest.index import IndexLayout
+from ingest.manifest import STORE_FILE, VECTORS_FILE, read_manifest, verify_folder, write_manifest
+from ingest.sources import parse_file
+from ingest.store import RecordStore, now
+from pubmed_rag.records import Deletion, IngestError, Record, Skipped
+from pubmed_rag.settings import Settings
+
+
+class Source(Protocol):
+    """Anything that yields PubMed items: a file, a fetched E-utilities result, an upload."""
+
+    kind: str
+    name: str
+
+    def items(self) -> Iterator[Record | Deletion | Skipped]: ...
+
+
+@dataclass
+class FileSource:
+    """A PubMed XML, MEDLINE text or JSONL file."""
+
+    path: Path
+    kind: str = "file"
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def items(self) -> Iterator[Record | Deletion | Skipped]:
+        return parse_file(self.path)
+
+
+@dataclass
+class RecordsSource:
+    """Records already in memory (tests, evaluation corpora)."""
+
+    name: str
+    records: Iterable[Record | Deletion | Skipped]
+    kind: str = "records"
+
+    def items(self) -> Iterator[Record | Deletion | Skipped]:
+        return iter(self.records)
+
+
+class Progress(Protocol):
+    """Progress sink: ``stage`` names the work, ``advance`` how much more was done, ``total`` if known."""
+
+    def __call__(self, stage: str, advance: int, total: int | None = None) -> None: ...
+
+
+def no_progress(stage: str, advance: int, total: int | None = None) -> None:
+    return None
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest run did."""
+
+    index: str
+    added: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    title_only: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    version: str = ""
+
+    def line(self) -> str:
+        return (
+            f"index {self.index!r} {self.version}: {self.added} added, {self.replaced} replaced, "
+            f"{self.deleted} deleted, {self.unchanged} unchanged, {self.skipped} skipped "
+            f"({self.title_only} title-only, not embedded); {self.chunks_embedded} chunks embedded "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+class _Run:
+    """Applies items to a staging copy of the index."""
+
+    FLUSH = 256
+
+    def __init__(self, store: RecordStore, vectors: VectorIndex, embedder: Embedder, chunker: Chunker,
+                 batch_size: int, progress: Progress, summary: IngestSummary) -> None:
+        self.store, self.vectors, self.embedder, self.chunker = store, vectors, embedder, chunker
+        self.batch_size, self.progress, self.summary = batch_size, progress, summary
+        self.pending: list[tuple[int, str]] = []
+
+    def apply(self, source: Source) -> None:
+        counts = dict.fromkeys(("added", "replaced", "deleted", "unchanged", "skipped"), 0)
+        prov = self.store.start_provenance(source.kind, source.name)
+        try:
+            for item in source.items():
+                if isinstance(item, Record):
+                    counts[self._record(item, prov)] += 1
+                elif isinstance(item, Deletion):
+                    for pmid in item.pmids:
+                        present, removed = self.store.delete(pmid, item.source or source.name)
+                        self.vectors.remove(removed)
+                        self.pending = [(i, t) for i, t in self.pending if i not in set(removed)]
+                        counts["deleted"] += int(present)
+                else:
+                    counts["skipped"] += 1
+                    self.summary.problems.append(f"{item.source}: {item.reason}")
+                self.progress("parse", 1)
+                if len(self.pending) >= self.FLUSH:
+                    self.flush()
+        finally:
+            self.flush()
+            self.store.finish_provenance(prov, counts)
+            self.store.commit()
+            for key, value in counts.items():
+                setattr(self.summary, key, getattr(self.summary, key) + value)
+
+    def _record(self, record: Record, prov: int) -> str:
+        content_hash = record.content_hash()
+        existing = self.store.hash_and_version(record.pmid)
+        self.store.link_source(record.pmid, prov)
+        if existing is not None:
+            old_hash, old_version = existing
+            if old_hash == content_hash or record.version < old_version:
+                return "unchanged"
+        removed = self.store.upsert(record, content_hash)
+        self.vectors.remove(removed)
+        if removed:
+            gone = set(removed)
+            self.pending = [(i, t) for i, t in self.pending if i not in gone]
+        if record.title_only:
+            self.summary.title_only += 1
+        for text, start, end in self.chunker.split(record):
+            self.pending.append((self.store.add_chunk(record.pmid, text, start, end), text))
+        return "added" if existing is None else "replaced"
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        ids = [i for i, _ in self.pending]
+        vectors = self.embedder.encode([t for _, t in self.pending], batch_size=self.batch_size)
+        self.vectors.add(ids, vectors)
+        self.summary.chunks_embedded += len(ids)
+        self.progress("embed", len(ids))
+        self.pending = []
+
+
+def ingest(
+    sources: list[Source],
+    index: str,
+    settings: Settings | None = None,
+    progress: Progress = no_progress,
+    embedder: Embedder | None = None,
+) -> IngestSummary:
+    """Add ``sources`` to index ``index`` (creating it if needed) and publish the new version atomically.
+
+    A source that fails (malformed file, truncated download) is reported in ``summary.problems``; what it yielded
+    before failing is kept, and the other sources are still read.
+    """
+    settings = settings or Settings.load()
+    layout = IndexLayout(settings.paths.index_dir, index)
+    started = time.perf_counter()
+    summary = IngestSummary(index=index)
+    with layout.lock():
+        previous = layout.current()
+        old_manifest = read_manifest(previous) if previous else None
+        model = old_manifest["embedding"]["model"] if old_manifest else settings.embedding.model
+        if old_manifest and model != settings.embedding.model:
+            raise IngestError(
+                f"index {index!r} was built with embedding model {model!r}, but {settings.embedding.model!r} is "
+                "configured; use the same model (--embedding.model) or build a new index."
+            )
+        max_tokens = old_manifest["embedding"]["max_tokens"] if old_manifest else settings.embedding.max_tokens
+        embedder = embedder or load_embedder(model, max_tokens)
+        staging = layout.new_version()
+        try:
+            if previous:
+                shutil.copy2(previous / STORE_FILE, staging / STORE_FILE)
+                shutil.copy2(previous / VECTORS_FILE, staging / VECTORS_FILE)
+                vectors = VectorIndex.load(staging / VECTORS_FILE)
+            else:
+                vectors = VectorIndex.create(embedder.dimension)
+            store = RecordStore(staging / STORE_FILE)
+            run = _Run(store, vectors, embedder, Chunker(embedder, settings.embedding.chunk_overlap),
+                       settings.embedding.batch_size, progress, summary)
+            for source in sources:
+                try:
+                    run.apply(source)
+                except IngestError as exc:
+                    summary.problems.append(str(exc))
+                except OSError as exc:
+                    summary.problems.append(f"{source.name}: cannot read ({exc}).")
+            counts = store.counts()
+            provenance = store.provenance()
+            store.close()
+            changed = summary.added + summary.replaced + summary.deleted > 0
+            if previous and not changed:
+                shutil.rmtree(staging)
+                summary.version = previous.name + " (unchanged)"
+                summary.seconds = time.perf_counter() - started
+                return summary
+            vectors.save(staging / VECTORS_FILE)
+            write_manifest(staging, {
+                "name": index,
+                "embedding": {"model": model, "dimension": embedder.dimension, "max_tokens": max_tokens,
+                              "chunk_overlap": settings.embedding.chunk_overlap},
+                "counts": counts,
+                "sources": [{k: p[k] for k in ("kind", "name", "at", "added", "replaced", "deleted", "unchanged",
+                                               "skipped")} for p in provenance],
+                "created": old_manifest["created"] if old_manifest else now(),
+                "updated": now(),
+            })
+            report = verify_folder(staging)
+            if not report.ok:
+                raise IngestError(f"index {index!r}: the new version failed verification: {report.problems}")
+            summary.version = layout.publish(staging).name
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    summary.seconds = time.perf_counter() - started
+    return summary

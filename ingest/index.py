@@ -1,0 +1,154 @@
+"""Index folders: ``indexes/<name>/versions/vNNNN/`` plus a ``CURRENT`` pointer swapped atomically.
+
+A build or update writes a new version folder and only then replaces ``CURRENT`` (``os.replace`` is atomic), so a
+process killed at any point leaves the previous version intact and served.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.faiss_index import VectorIndex
+from ingest.manifest import STORE_FILE, VECTORS_FILE, VerifyReport, read_manifest, verify_folder
+from ingest.store import RecordStore
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+KEEP_VERSIONS = 2
+
+
+class UnknownIndexError(LookupError):
+    """The named index does not exist."""
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid index name {name!r}: use letters, digits, '-', '_' or '.' (max 64).")
+    return name
+
+
+@dataclass
+class IndexLayout:
+    """Where one index's versions live."""
+
+    index_dir: Path
+    name: str
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        self.index_dir = Path(self.index_dir)
+
+    @property
+    def root(self) -> Path:
+        return self.index_dir / self.name
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    def current(self) -> Path | None:
+        """The served version folder, or None if the index was never built."""
+        pointer = self.root / "CURRENT"
+        if not pointer.exists():
+            return None
+        folder = self.versions / pointer.read_text().strip()
+        return folder if folder.is_dir() else None
+
+    def exists(self) -> bool:
+        return self.current() is not None
+
+    def new_version(self) -> Path:
+        """A fresh staging folder; stale ones from killed runs are removed first."""
+        self.versions.mkdir(parents=True, exist_ok=True)
+        for stale in self.versions.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        folder = self.versions / f".tmp-{uuid.uuid4().hex[:8]}"
+        folder.mkdir()
+        return folder
+
+    def publish(self, staging: Path) -> Path:
+        """Rename ``staging`` to the next version and point ``CURRENT`` at it."""
+        numbers = [int(p.name[1:]) for p in self.versions.glob("v[0-9]*") if p.name[1:].isdigit()]
+        final = self.versions / f"v{max(numbers, default=0) + 1:04d}"
+        staging.rename(final)
+        tmp = self.root / f"CURRENT.{uuid.uuid4().hex[:8]}"
+        with open(tmp, "w") as handle:
+            handle.write(final.name)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.root / "CURRENT")
+        self._prune(keep=final)
+        return final
+
+    def _prune(self, keep: Path) -> None:
+        olds = sorted((p for p in self.versions.glob("v[0-9]*") if p != keep), key=lambda p: p.name)
+        for old in olds[: max(0, len(olds) - (KEEP_VERSIONS - 1))]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer per index at a time."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise RuntimeError(f"index {self.name!r} is being written by another process; try again later.") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def list_indexes(index_dir: Path) -> list[str]:
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        return []
+    return sorted(p.name for p in index_dir.iterdir() if p.is_dir() and (p / "CURRENT").exists())
+
+
+def current_folder(index_dir: Path, name: str) -> Path:
+    folder = IndexLayout(index_dir, name).current()
+    if folder is None:
+        known = ", ".join(list_indexes(index_dir)) or "none"
+        raise UnknownIndexError(
+            f"unknown index {name!r} in {index_dir} (known: {known}). Build it with "
+            f"'pubmed-rag ingest --index {name} FILE...' or 'make demo' for the sample index."
+        )
+    return folder
+
+
+def index_info(index_dir: Path, name: str) -> dict:
+    folder = current_folder(index_dir, name)
+    manifest = read_manifest(folder)
+    return {**manifest, "path": str(folder)}
+
+
+def verify_index(index_dir: Path, name: str) -> VerifyReport:
+    return verify_folder(current_folder(index_dir, name))
+
+
+class LoadedIndex:
+    """A served index version opened for reading: manifest, record store and vectors."""
+
+    def __init__(self, index_dir: Path, name: str) -> None:
+        self.name = name
+        self.folder = current_folder(index_dir, name)
+        self.manifest = read_manifest(self.folder)
+        self.store = RecordStore(self.folder / STORE_FILE, readonly=True)
+        self.vectors = VectorIndex.load(self.folder / VECTORS_FILE)
+
+    @property
+    def embedding_model(self) -> str:
+        return self.manifest["embedding"]["model"]
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.manifest["embedding"]["max_tokens"])

