@@ -91,7 +91,8 @@ def _text(elem: Element | None) -> str:
     """Element text with inline markup (<i>, <sup>, ...) flattened to plain text."""
     if elem is None:
         return ""
-    return re.sub(r"\s+", " ", "".join(elem.itertext())).strip()
+    # Collapse layout whitespace only: a non-breaking space or other non-ASCII character must survive unchanged.
+    return re.sub(r"[ \t\r\n]+", " ", "".join(elem.itertext())).strip(" ")
 
 
 def _article(citation: Element | None, article_root: Element | None, source: str) -> Record | Skipped:

@@ -1,0 +1,172 @@
+"""``pubmed-rag``: a thin command-line shell over the library calls in ``ingest`` and ``rag``.
+
+Every setting is a flag (``--embedding.batch_size 8``), built from the settings tree itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pubmed_rag.records import IngestError
+from pubmed_rag.settings import Settings, iter_fields
+
+
+class TqdmProgress:
+    """One tqdm bar per stage (parse, fetch, embed)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, advance: int, total: int | None = None) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            unit = {"parse": "rec", "fetch": "rec", "embed": "chunk"}.get(stage, "it")
+            bar = self.bars[stage] = tqdm(desc=stage, total=total, unit=unit, file=sys.stderr, leave=True)
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(advance)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also PUBMED_RAG_<SECTION>__<NAME> in the environment)")
+    for name, info in iter_fields():
+        group.add_argument(f"--{name}", dest=f"set:{name}", default=None, metavar="VALUE",
+                           help=info.description)
+
+
+def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
+    overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
+    return Settings.load(overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pubmed-rag", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="build or update an index from files or a live PubMed query")
+    p.add_argument("files", nargs="*", type=Path, help="PubMed XML (.xml/.xml.gz), MEDLINE text or JSONL files")
+    p.add_argument("--index", help="index name (default: paths.default_index)")
+    p.add_argument("--query", help="PubMed query to fetch through E-utilities")
+    p.add_argument("--mindate", help="earliest publication date (YYYY or YYYY/MM/DD)")
+    p.add_argument("--maxdate", help="latest publication date")
+    p.add_argument("--max", type=int, dest="max_records", help="fetch at most N records")
+    _add_setting_flags(p)
+
+    p = sub.add_parser("index", help="list, describe or verify indexes")
+    p.add_argument("action", choices=["list", "info", "verify"])
+    p.add_argument("name", nargs="?")
+    _add_setting_flags(p)
+
+    p = sub.add_parser("ask", help="answer a question with cited PubMed evidence")
+    p.add_argument("question")
+    p.add_argument("--index", help="index name")
+    p.add_argument("--k", type=int, help="evidence records")
+    p.add_argument("--model", help="generator: local folder, GGUF file or Hugging Face id")
+    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens")
+    p.add_argument("--retriever", choices=["hybrid", "dense", "bm25"])
+    p.add_argument("--json", action="store_true", help="print the answer object as JSON")
+    _add_setting_flags(p)
+    return parser
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.build import FileSource, ingest
+    from ingest.entrez import EntrezError, QuerySource, fetch_query, staging_folder
+    from ingest.index import IndexLayout
+
+    settings = _settings(args)
+    name = args.index or settings.paths.default_index
+    if not args.files and not args.query:
+        print("error: give input files and/or --query", file=sys.stderr)
+        return 2
+    progress = TqdmProgress()
+    sources: list[Any] = [FileSource(f) for f in args.files]
+    fetch_dir = None
+    if args.query:
+        fetch_dir = staging_folder(IndexLayout(settings.paths.index_dir, name).root / "fetch", args.query,
+                                   args.mindate, args.maxdate, args.max_records)
+        try:
+            result = fetch_query(args.query, fetch_dir, settings.ncbi, args.mindate, args.maxdate,
+                                 args.max_records, progress=progress)
+        except EntrezError as exc:
+            progress.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for problem in result.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        print(f"fetched {len(result.batches)} batches for {result.count} matching records "
+              f"({result.requests} requests, {result.retries} retries)", file=sys.stderr)
+        sources.append(QuerySource(result))
+    try:
+        summary = ingest(sources, name, settings, progress=progress)
+    except (IngestError, RuntimeError, ValueError) as exc:
+        progress.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    progress.close()
+    for problem in summary.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(summary.line())
+    if fetch_dir is not None:
+        import shutil
+
+        shutil.rmtree(fetch_dir, ignore_errors=True)  # fetched and published: the staging copy is done with
+    return 0 if summary.added + summary.replaced + summary.deleted + summary.unchanged > 0 or not summary.problems else 1
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from ingest.index import UnknownIndexError, index_info, list_indexes, verify_index
+
+    settings = _settings(args)
+    root = settings.paths.index_dir
+    if args.action == "list":
+        names = list_indexes(root)
+        if not names:
+            print(f"no indexes in {root}")
+        for name in names:
+            info = index_info(root, name)
+            c = info["counts"]
+            print(f"{name}\t{c['records']} records\t{c['chunks']} chunks\t{c['deleted']} deleted\t"
+                  f"{info['embedding']['model']}\tupdated {info['updated']}")
+        return 0
+    if not args.name:
+        print(f"error: 'index {args.action}' needs an index name", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "info":
+            print(json.dumps(index_info(root, args.name), indent=2, ensure_ascii=False))
+            return 0
+        report = verify_index(root, args.name)
+    except UnknownIndexError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(json.dumps({"index": args.name, "ok": report.ok, "problems": report.problems, "checked": report.checked},
+                     indent=2))
+    return 0 if report.ok else 1
+
+
+COMMANDS = {"ingest": cmd_ingest, "index": cmd_index}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "ask":
+        from rag.cli_ask import cmd_ask
+
+        return cmd_ask(args, _settings)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

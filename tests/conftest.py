@@ -1,0 +1,67 @@
+"""Shared fixtures: real records from tests/fixtures and data/sample, built into small real indexes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.build import FileSource, RecordsSource, ingest
+from ingest.embedder import load_embedder
+from ingest.jsonl import record_from_json
+from pubmed_rag.settings import Settings
+
+ROOT = Path(__file__).parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+XML = FIXTURES / "pubmed_xml"
+SAMPLE = ROOT / "data" / "sample"
+
+
+def sample_records(n: int, source: str | None = None) -> list:
+    """The first ``n`` real abstracts of the bundled sample (optionally of one source)."""
+    out = []
+    with gzip.open(SAMPLE / "abstracts.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for i, line in enumerate(handle):
+            if source and json.loads(line)["source"] != source:
+                continue
+            out.append(record_from_json(line, f"sample:{i}", "sample"))
+            if len(out) == n:
+                break
+    return out
+
+
+def pubmedqa_questions() -> list[dict]:
+    return json.loads((SAMPLE / "pubmedqa_questions.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    return load_embedder("all-MiniLM-L6-v2", 256)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.load({"paths.index_dir": str(tmp_path / "indexes"), "paths.cache_dir": str(tmp_path / "cache")})
+
+
+@pytest.fixture(scope="session")
+def small_index_dir(tmp_path_factory, embedder) -> Path:
+    """Index 'small': 120 PubMedQA abstracts + 60 BC5CDR abstracts + the 2026 baseline subset + an NEJM trial."""
+    root = tmp_path_factory.mktemp("indexes")
+    s = Settings.load({"paths.index_dir": str(root)})
+    records = sample_records(120, "pubmedqa") + sample_records(60, "bc5cdr")
+    ingest([RecordsSource("sample", records), FileSource(XML / "pubmed26n1334.xml.gz"),
+            FileSource(XML / "pubmed-29768149.xml")], "small", s, embedder=embedder)
+    return root
+
+
+@pytest.fixture
+def small_settings(small_index_dir: Path, tmp_path: Path) -> Settings:
+    """Settings pointing at a private copy of the 'small' index."""
+    dest = tmp_path / "indexes"
+    shutil.copytree(small_index_dir, dest)
+    return Settings.load({"paths.index_dir": str(dest), "paths.default_index": "small",
+                          "paths.cache_dir": str(tmp_path / "cache")})
