@@ -156,15 +156,68 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-COMMANDS = {"ingest": cmd_ingest, "index": cmd_index}
+_MARK = {"supported": "✓", "weak": "~", "unsupported": "✗", "uncited": "?"}
+
+
+def format_answer(answer: Any) -> str:
+    """The answer with a verdict marker per sentence, then the numbered references."""
+    lines = []
+    if answer.abstained:
+        lines.append(f"{answer.answer}  ({answer.abstain_reason})")
+        lines.append("Closest evidence:" if answer.evidence else "")
+    else:
+        for s in answer.sentences:
+            cites = "".join(f"[{c.number}{'*' if c.attributed else ''}]" for c in s.citations)
+            notes = [f"support {c.support:.2f} {c.verdict}" for c in s.citations] or ["uncited"]
+            notes += [f"suggest [{c.suggested}]" for c in s.citations if c.suggested]
+            lines.append(f"{_MARK[s.verdict]} {s.text} {cites}  ({'; '.join(notes)})")
+        if answer.removed_citations:
+            lines.append(f"(removed citations to evidence that does not exist: {answer.removed_citations})")
+        lines.append("* attached by pubmed-rag: the model did not cite this sentence itself.")
+        lines.append("")
+        lines.append("References:")
+    for e in answer.evidence:
+        flags = " RETRACTED" if e.retracted else (" (retraction notice)" if e.retraction_notice else "")
+        lines.append(f"[{e.number}] PMID {e.pmid}{flags}: {e.title or '(untitled)'} {e.journal} {e.year or ''} "
+                     f"[{e.grade_label}] {e.url}")
+    t = answer.timings
+    first = f"{t.first_token:.2f}" if t.first_token is not None else "-"
+    lines.append(f"retrieve {t.retrieve * 1000:.0f} ms, first token {first} s, total {t.total:.1f} s; "
+                 f"model {answer.model}, index {answer.index} ({answer.retriever})")
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ingest.index import UnknownIndexError
+    from rag.generator import GeneratorError
+    from rag.pipeline import Asker, QuestionError
+
+    extra = {"generator.model": args.model, "generator.max_new_tokens": args.max_new_tokens,
+             "retrieval.k": args.k, "retrieval.retriever": args.retriever}
+    settings = _settings(args, extra)
+    try:
+        asker = Asker(settings, index=args.index)
+        answer = None
+        for event in asker.stream(args.question):
+            if event.kind == "token" and not args.json:
+                print(event.data, end="", flush=True)
+            elif event.kind == "answer":
+                answer = event.data
+    except (UnknownIndexError, QuestionError, GeneratorError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(answer.model_dump_json(indent=2))
+    else:
+        print("\n\n" + format_answer(answer))
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "ask":
-        from rag.cli_ask import cmd_ask
-
-        return cmd_ask(args, _settings)
     return COMMANDS[args.command](args)
 
 

@@ -73,6 +73,9 @@ class GeneratorSettings(_Section):
     )
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
+    precision: Literal["int8", "float32", "bfloat16"] = Field(
+        "int8", description="local backend: int8 = dynamic int8 Linear layers (fastest on CPUs without bf16 units)."
+    )
     threads: int = Field(0, ge=0, description="torch threads for generation (0 = all cores).")
     passage_chars: int = Field(600, ge=100, description="Characters of each evidence passage in the prompt.")
     max_question_chars: int = Field(1000, ge=10, description="Longer questions are rejected.")

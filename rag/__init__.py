@@ -1,0 +1,1 @@
+"""Retrieve evidence, generate an answer conditioned on it, attach and verify citations."""

@@ -1,0 +1,222 @@
+"""Find evidence: dense (FAISS), lexical (SQLite FTS5 BM25) or both fused by reciprocal rank fusion.
+
+Filters are pushed into each search (FAISS ``IDSelector``, SQL ``WHERE``), so asking for k sources with a filter
+returns k matching sources whenever the index holds them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import faiss
+import numpy as np
+from pydantic import BaseModel
+
+from ingest.embedder import Embedder
+from ingest.index import LoadedIndex
+from pubmed_rag.records import Record
+from pubmed_rag.settings import RetrievalSettings
+from rag.grading import grade
+
+
+class Filters(BaseModel):
+    """Restrictions applied inside retrieval."""
+
+    year_min: int | None = None
+    year_max: int | None = None
+    publication_types: list[str] = []
+    exclude_retracted: bool = False
+    mesh: str | None = None
+
+    def sql(self) -> tuple[str, list]:
+        """A ``WHERE`` fragment over ``records r`` and its parameters (``"1"`` when unfiltered)."""
+        parts, params = ["1"], []
+        if self.year_min is not None:
+            parts.append("r.year >= ?")
+            params.append(self.year_min)
+        if self.year_max is not None:
+            parts.append("r.year <= ?")
+            params.append(self.year_max)
+        if self.exclude_retracted:
+            parts.append("r.retracted = 0")
+        if self.publication_types:
+            marks = ",".join("?" * len(self.publication_types))
+            parts.append(f"EXISTS (SELECT 1 FROM json_each(r.data, '$.publication_types') WHERE value IN ({marks}))")
+            params.extend(self.publication_types)
+        if self.mesh:
+            parts.append("EXISTS (SELECT 1 FROM json_each(r.data, '$.mesh') WHERE lower(value) = lower(?))")
+            params.append(self.mesh)
+        return " AND ".join(parts), params
+
+    @property
+    def active(self) -> bool:
+        return self.sql()[0] != "1"
+
+
+class Evidence(BaseModel):
+    """One retrieved record, numbered as it is cited ([1], [2], ...)."""
+
+    number: int
+    pmid: str
+    title: str
+    journal: str
+    year: int | None
+    authors: list[str]
+    publication_types: list[str]
+    mesh: list[str]
+    doi: str
+    retracted: bool
+    retraction_notice: bool
+    grade: int
+    grade_label: str
+    score: float
+    passage: str
+    chunk_id: int
+    abstract: str
+    url: str
+
+    @property
+    def authors_short(self) -> str:
+        if not self.authors:
+            return ""
+        return self.authors[0] + (" et al." if len(self.authors) > 1 else "")
+
+
+@dataclass
+class Hit:
+    pmid: str
+    chunk_id: int
+    score: float
+    sources: dict[str, float] = field(default_factory=dict)
+
+
+class Retriever(Protocol):
+    """Plug-in point: anything that ranks records for a question."""
+
+    def search(self, question: str, k: int, filters: Filters | None = None) -> list[Evidence]: ...
+
+
+_WORD = re.compile(r"[A-Za-z0-9\u00C0-\uFFFF]+")
+_STOP = frozenset(
+    "a an and are as at be by can do does for from has have how in is it of on or that the their there these this "
+    "to was were what when which who why will with whether than not no yes".split()
+)
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 OR-query of the question's words (quoted, so no word is read as FTS syntax)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+
+
+class IndexRetriever:
+    """Dense, BM25 or hybrid retrieval over one loaded index."""
+
+    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: RetrievalSettings) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+
+    # -- single rankings (best chunk per PMID, best first) ---------------------------------------------------
+    def dense(self, question: str, depth: int, filters: Filters) -> list[Hit]:
+        vector = self.embedder.encode([question])[0]
+        params = None
+        if filters.active:
+            allowed = self._allowed_chunks(filters)
+            if allowed.size == 0:
+                return []
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            depth = min(depth, int(allowed.size))
+        return self._best_per_pmid(*self._faiss(vector, depth * 3, params), limit=depth, source="dense")
+
+    def _faiss(self, vector: np.ndarray, k: int, params) -> tuple[np.ndarray, np.ndarray]:
+        k = max(1, min(k, len(self.index.vectors)))
+        scores, ids = self.index.vectors.index.search(vector.reshape(1, -1), k, params=params)
+        return scores[0], ids[0]
+
+    def bm25(self, question: str, depth: int, filters: Filters) -> list[Hit]:
+        query = fts_query(question)
+        if not query:
+            return []
+        where, params = filters.sql()
+        rows = self.index.store.conn.execute(
+            "SELECT f.rowid, -bm25(chunks_fts) AS s FROM chunks_fts f "
+            "JOIN chunks c ON c.chunk_id = f.rowid JOIN records r ON r.pmid = c.pmid "
+            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?",
+            [query, *params, depth * 3],
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        scores = np.array([r[1] for r in rows], dtype=np.float32)
+        return self._best_per_pmid(scores, ids, limit=depth, source="bm25")
+
+    def _allowed_chunks(self, filters: Filters) -> np.ndarray:
+        where, params = filters.sql()
+        rows = self.index.store.conn.execute(
+            f"SELECT c.chunk_id FROM chunks c JOIN records r ON r.pmid = c.pmid WHERE {where}", params
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    def _best_per_pmid(self, scores: np.ndarray, ids: np.ndarray, limit: int, source: str) -> list[Hit]:
+        valid = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
+        chunks = self.index.store.chunks(i for i, _ in valid)
+        hits: dict[str, Hit] = {}
+        for chunk_id, score in valid:
+            pmid = chunks[chunk_id].pmid
+            if pmid not in hits:
+                hits[pmid] = Hit(pmid, chunk_id, score, {source: score})
+            if len(hits) == limit:
+                break
+        return list(hits.values())
+
+    # -- fused --------------------------------------------------------------------------------------------
+    def rank(self, question: str, k: int, filters: Filters | None = None, retriever: str | None = None) -> list[Hit]:
+        filters = filters or Filters()
+        mode = retriever or self.settings.retriever
+        depth = max(self.settings.depth, k)
+        if mode == "dense":
+            hits = self.dense(question, depth, filters)
+        elif mode == "bm25":
+            hits = self.bm25(question, depth, filters)
+        else:
+            hits = self._fuse([(self.dense(question, depth, filters), self.settings.dense_weight),
+                               (self.bm25(question, depth, filters), self.settings.bm25_weight)])
+        if self.settings.grade_prior > 0:
+            records = self.index.store.get_many(h.pmid for h in hits)
+            for h in hits:
+                h.score += self.settings.grade_prior * grade(records[h.pmid].publication_types,
+                                                              records[h.pmid].mesh)[0]
+            hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def _fuse(self, rankings: list[tuple[list[Hit], float]]) -> list[Hit]:
+        fused: dict[str, Hit] = {}
+        for hits, weight in rankings:
+            for rank, hit in enumerate(hits, start=1):
+                entry = fused.setdefault(hit.pmid, Hit(hit.pmid, hit.chunk_id, 0.0))
+                entry.score += weight / (self.settings.rrf_k + rank)
+                entry.sources.update(hit.sources)
+                if "dense" in hit.sources:  # prefer the semantically best passage for display
+                    entry.chunk_id = hit.chunk_id
+        return sorted(fused.values(), key=lambda h: -h.score)
+
+    def search(self, question: str, k: int, filters: Filters | None = None,
+               retriever: str | None = None) -> list[Evidence]:
+        hits = self.rank(question, k, filters, retriever)
+        records = self.index.store.get_many(h.pmid for h in hits)
+        chunks = self.index.store.chunks(h.chunk_id for h in hits)
+        return [to_evidence(n, records[h.pmid], chunks[h.chunk_id].text, h.chunk_id, h.score)
+                for n, h in enumerate(hits, start=1)]
+
+
+def to_evidence(number: int, record: Record, passage: str, chunk_id: int, score: float) -> Evidence:
+    value, label = grade(record.publication_types, record.mesh)
+    if record.title and passage.startswith(record.title + "\n"):
+        passage = passage[len(record.title) + 1 :]
+    return Evidence(
+        number=number, pmid=record.pmid, title=record.title, journal=record.journal, year=record.year,
+        authors=record.authors, publication_types=record.publication_types, mesh=record.mesh, doi=record.doi,
+        retracted=record.retracted, retraction_notice=record.is_retraction_notice, grade=value, grade_label=label,
+        score=round(float(score), 4), passage=passage, chunk_id=chunk_id, abstract=record.abstract, url=record.url,
+    )

@@ -1,0 +1,133 @@
+"""Index build, incremental update, deletions, verification, bad input and kill-and-resume."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ingest.build import FileSource, RecordsSource, ingest
+from ingest.index import IndexLayout, LoadedIndex, UnknownIndexError, list_indexes, verify_index
+from ingest.manifest import STORE_FILE
+from ingest.pubmed_xml import parse_xml_file
+from pubmed_rag.records import Deletion, IngestError, Record
+from tests.conftest import ROOT, XML
+
+
+def test_build_update_delete_verify(settings, embedder):
+    first = ingest([FileSource(XML / "pubmed26n1334.xml.gz"), FileSource(XML / "pubmed4.xml")], "t", settings,
+                   embedder=embedder)
+    assert (first.added, first.title_only, first.version) == (31, 3, "v0001")
+    index = LoadedIndex(settings.paths.index_dir, "t")
+    m = index.manifest
+    assert m["counts"]["records"] == 31 and m["embedding"] == {
+        "model": "all-MiniLM-L6-v2", "dimension": 384, "max_tokens": 256, "chunk_overlap": 32}
+    assert m["counts"]["chunks"] == len(index.vectors) > 28
+    assert m["counts"]["retraction_notices"] == 1
+    assert index.store.chunk_ids("41576520") and not index.store.chunk_ids(
+        next(r.pmid for r in index.store.iter_records() if r.title_only))  # title-only: stored, not embedded
+
+    # Re-ingesting the same file embeds nothing and publishes nothing.
+    again = ingest([FileSource(XML / "pubmed4.xml")], "t", settings, embedder=embedder)
+    assert (again.unchanged, again.chunks_embedded, again.added) == (1, 0, 0)
+    assert IndexLayout(settings.paths.index_dir, "t").current().name == "v0001"
+
+    # The 2026 daily update: 30 new records and a DeleteCitation for 6 PMIDs.
+    update = ingest([FileSource(XML / "pubmed26n1335.xml.gz")], "t", settings, embedder=embedder)
+    assert update.added == 30 and update.version == "v0002"
+    index = LoadedIndex(settings.paths.index_dir, "t")
+    assert index.manifest["counts"]["records"] == 61 and index.manifest["counts"]["deleted"] == 6
+    assert index.store.get("26228458").title.startswith("Obesity risk in rural")
+    assert [s["name"].rsplit("/", 1)[-1] for s in index.manifest["sources"]] == [
+        "pubmed26n1334.xml.gz", "pubmed4.xml", "pubmed26n1335.xml.gz"]  # the no-op run published nothing
+
+    # A DeleteCitation removes a stored record, its chunks and its vectors.
+    chunks = index.store.chunk_ids("27797938")
+    assert chunks
+    gone = ingest([RecordsSource("delete", [Deletion(("27797938",), "pubmed-deletes")])], "t", settings,
+                  embedder=embedder)
+    assert gone.deleted == 1
+    index = LoadedIndex(settings.paths.index_dir, "t")
+    assert index.store.get("27797938") is None and not set(chunks) & set(index.vectors.ids().tolist())
+    assert verify_index(settings.paths.index_dir, "t").ok
+    assert list_indexes(settings.paths.index_dir) == ["t"]
+    # Only the last two versions are kept.
+    assert sorted(p.name for p in (settings.paths.index_dir / "t" / "versions").iterdir()) == ["v0002", "v0003"]
+
+
+def test_newer_version_replaces_older(settings, embedder):
+    rec = next(i for i in parse_xml_file(XML / "pubmed4.xml") if isinstance(i, Record))
+    ingest([RecordsSource("v1", [rec])], "v", settings, embedder=embedder)
+    newer = Record.from_dict({**rec.to_dict(), "version": 2, "title": rec.title + " (corrected)"})
+    older = Record.from_dict({**rec.to_dict(), "version": 1, "title": "stale"})
+    summary = ingest([RecordsSource("v2", [newer, older])], "v", settings, embedder=embedder)
+    assert (summary.replaced, summary.unchanged) == (1, 1)
+    assert LoadedIndex(settings.paths.index_dir, "v").store.get("27797938").title.endswith("(corrected)")
+
+
+def test_bad_inputs_reported_and_others_ingested(settings, embedder, tmp_path):
+    empty = tmp_path / "empty.xml"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "pubmed26n1335.xml.gz"
+    data = (XML / "pubmed26n1335.xml.gz").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    summary = ingest([FileSource(empty), FileSource(truncated), FileSource(XML / "pubmed2.xml"),
+                      FileSource(tmp_path / "missing.xml")], "b", settings, embedder=embedder)
+    text = "\n".join(summary.problems)
+    assert "empty.xml: the file is empty" in text
+    assert "pubmed26n1335.xml.gz: the gzip stream is truncated" in text or "malformed XML" in text
+    assert "missing.xml" in text
+    index = LoadedIndex(settings.paths.index_dir, "b")
+    assert index.store.get("11748933") is not None  # the good file went in
+    assert summary.added > 2  # plus what the truncated file yielded before it broke
+    assert verify_index(settings.paths.index_dir, "b").ok
+
+
+def test_unknown_index_and_model_mismatch(settings, embedder):
+    with pytest.raises(UnknownIndexError, match="unknown index 'nope'"):
+        LoadedIndex(settings.paths.index_dir, "nope")
+    ingest([FileSource(XML / "pubmed2.xml")], "m", settings, embedder=embedder)
+    settings.embedding.model = "pritamdeka/S-PubMedBert-MS-MARCO"
+    with pytest.raises(IngestError, match="built with embedding model 'all-MiniLM-L6-v2'"):
+        ingest([FileSource(XML / "pubmed4.xml")], "m", settings, embedder=embedder)
+
+
+def test_verify_detects_tampering(settings, embedder):
+    ingest([FileSource(XML / "pubmed2.xml")], "x", settings, embedder=embedder)
+    folder = IndexLayout(settings.paths.index_dir, "x").current()
+    with open(folder / STORE_FILE, "ab") as handle:
+        handle.write(b"\0")
+    report = verify_index(settings.paths.index_dir, "x")
+    assert not report.ok and "store.sqlite: sha256" in report.problems[0]
+
+
+def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
+    ingest([FileSource(XML / "pubmed2.xml")], "k", settings, embedder=embedder)
+    before = json.loads((IndexLayout(settings.paths.index_dir, "k").current() / "manifest.json").read_text())
+    big = tmp_path / "big.jsonl.gz"
+    with gzip.open(ROOT / "data" / "sample" / "abstracts.jsonl.gz") as src:
+        big.write_bytes(gzip.compress(src.read()))
+    cmd = [sys.executable, "-m", "pubmed_rag.cli", "ingest", "--index", "k", str(big),
+           "--paths.index_dir", str(settings.paths.index_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    versions = settings.paths.index_dir / "k" / "versions"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any((p / STORE_FILE).exists() for p in versions.glob(".tmp-*")):
+        time.sleep(0.2)
+    time.sleep(3)  # well inside embedding the 1,500 records
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The old version is still served, intact.
+    index = LoadedIndex(settings.paths.index_dir, "k")
+    assert index.manifest == before and verify_index(settings.paths.index_dir, "k").ok
+    # Started again on a small input: the stale staging folder is cleared and the update completes.
+    summary = ingest([FileSource(XML / "pubmed4.xml")], "k", settings, embedder=embedder)
+    assert summary.added == 1 and summary.version == "v0002"
+    assert not list(versions.glob(".tmp-*"))
+    assert LoadedIndex(settings.paths.index_dir, "k").manifest["counts"]["records"] == 3
