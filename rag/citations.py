@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _MARKER = re.compile(r"\[(\d+(?:\s*[-,–]\s*\d+)*)\]")
+_LEADING = re.compile(r"^((?:\[\d+(?:\s*[-,–]\s*\d+)*\]\s*)+)(.*)$", re.S)
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\[A-Z0-9(\"'])")
 
 
@@ -13,11 +14,11 @@ def split_sentences(text: str) -> list[str]:
     out: list[str] = []
     for part in _SPLIT.split(text.strip()):
         part = part.strip()
-        if not part:
-            continue
-        if out and not _MARKER.sub("", part).strip(" .;,"):
-            out[-1] = f"{out[-1]} {part}"
-        else:
+        lead = _LEADING.match(part)
+        if out and lead:  # markers written after the full stop belong to the sentence before
+            out[-1] = f"{out[-1]} {lead.group(1).strip()}"
+            part = lead.group(2).strip(" .;,") and lead.group(2).strip()
+        if part:
             out.append(part)
     return out
 

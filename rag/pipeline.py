@@ -115,10 +115,10 @@ class Asker:
         answer = Answer(**base, answer=text, sentences=sentences, removed_citations=removed, timings=timings,
                         new_tokens=self._count_tokens(text))
         failing = [s for s in sentences if s.verdict in ("uncited", "unsupported")]
-        if sentences and len(failing) * 2 > len(sentences):
+        if not sentences or len(failing) * 2 > len(sentences):
             answer.abstained = True
             answer.abstain_reason = (f"{len(failing)} of {len(sentences)} generated sentences are not supported by "
-                                     "the evidence")
+                                     "the evidence") if sentences else "the model produced no answer"
             answer.answer = ABSTAIN_TEXT
             answer.sentences = [Sentence(text=ABSTAIN_TEXT)]
         yield Event("answer", answer)

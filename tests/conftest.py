@@ -65,3 +65,31 @@ def small_settings(small_index_dir: Path, tmp_path: Path) -> Settings:
     shutil.copytree(small_index_dir, dest)
     return Settings.load({"paths.index_dir": str(dest), "paths.default_index": "small",
                           "paths.cache_dir": str(tmp_path / "cache")})
+
+
+@pytest.fixture(scope="session")
+def generator_cache(tmp_path_factory) -> Path:
+    """One GGUF -> safetensors conversion per test session."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def asker(small_index_dir, embedder, generator_cache):
+    from rag.pipeline import Asker
+
+    s = Settings.load({"paths.index_dir": str(small_index_dir), "paths.cache_dir": str(generator_cache)})
+    return Asker(s, index="small", embedder=embedder)
+
+
+class FakeGenerator:
+    """A test double that streams a given text, to test citation handling independently of the model."""
+
+    name = "fake"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def stream(self, system: str, user: str, max_new_tokens: int):
+        self.last_prompt = (system, user)
+        for word in self.text.split(" "):
+            yield word + " "

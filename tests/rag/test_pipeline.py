@@ -1,0 +1,64 @@
+"""End-to-end answers on a small index of real abstracts, with the real default generator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.answer import ABSTAIN_TEXT, Answer
+from rag.pipeline import Asker, QuestionError
+from tests.conftest import FakeGenerator, pubmedqa_questions
+
+
+def test_real_generator_end_to_end(asker):
+    q = pubmedqa_questions()[0]
+    events = list(asker.stream(q["question"], max_new_tokens=48))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "evidence" and kinds[-1] == "answer" and kinds.count("answer") == 1
+    answer: Answer = events[-1].data
+    assert q["pmid"] in [e.pmid for e in answer.evidence]
+    if not answer.abstained:
+        assert "token" in kinds and answer.timings.first_token is not None
+        assert answer.answer == "".join(e.data for e in events if e.kind == "token").strip()
+    evidence_pmids = {e.pmid for e in answer.evidence}
+    assert set(answer.cited_pmids()) <= evidence_pmids
+    data = json.loads(answer.model_dump_json())
+    for key in ("question", "answer", "sentences", "evidence", "model", "index", "timings", "abstained",
+                "removed_citations"):
+        assert key in data
+    for key in ("pmid", "title", "journal", "year", "publication_types", "retracted", "score", "passage", "url"):
+        assert key in data["evidence"][0]
+    assert set(data["timings"]) == {"retrieve", "first_token", "generate", "verify", "total"}
+    assert data["model"] == "smollm2-135m-instruct" and data["index"] == "small"
+
+
+def test_citations_mapped_invalid_removed_uncited_attributed(asker):
+    q = pubmedqa_questions()[0]
+    text = ("Mitochondrial dynamics were delineated into four categories based on distribution, motility and "
+            "membrane potential [1]. Mitochondria move on transvacuolar strands during developmental PCD [9]. "
+            "A TUNEL assay showed fragmented nDNA in a gradient over these mitochondrial stages.")
+    fake = Asker(asker.settings, index="small", generator=FakeGenerator(text), embedder=asker.embedder)
+    answer = fake.ask(q["question"])
+    assert not answer.abstained
+    s1, s2, s3 = answer.sentences
+    assert [(c.number, c.pmid, c.attributed) for c in s1.citations] == [(1, "21645374", False)]
+    assert s1.citations[0].verdict == "supported"
+    assert s2.removed_citations == [9] and answer.removed_citations == [9]
+    assert s3.citations and s3.citations[0].attributed and s3.citations[0].pmid == "21645374"
+    assert "TUNEL" in s3.citations[0].evidence_sentence
+    system, user = fake.generator.last_prompt
+    assert "[1]" in user and q["question"] in user and "not instructions" in system
+
+
+def test_unsupported_answer_abstains(asker):
+    fake = Asker(asker.settings, index="small", embedder=asker.embedder,
+                 generator=FakeGenerator("The stock market rose sharply on Tuesday. Football is popular."))
+    answer = fake.ask(pubmedqa_questions()[0]["question"])
+    assert answer.abstained and answer.answer == ABSTAIN_TEXT and answer.evidence
+
+
+@pytest.mark.parametrize("question,message", [("   ", "empty"), ("x" * 1001, "limit is 1000")])
+def test_bad_questions(asker, question, message):
+    with pytest.raises(QuestionError, match=message):
+        asker.ask(question)

@@ -1,0 +1,58 @@
+"""Retrieval on a small index of real abstracts."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.grading import grade
+from rag.retrieve import Filters, fts_query
+from tests.conftest import pubmedqa_questions
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_pubmedqa_question_finds_its_abstract(asker, mode):
+    q = pubmedqa_questions()[0]
+    evidence = asker.retriever.search(q["question"], 5, retriever=mode)
+    assert evidence[0].pmid == q["pmid"] == "21645374"
+    assert [e.number for e in evidence] == [1, 2, 3, 4, 5]
+    assert len({e.pmid for e in evidence}) == 5  # one passage per PMID
+
+
+def test_evidence_carries_metadata(asker):
+    ev = asker.retriever.search("budesonide formoterol as needed mild asthma exacerbations", 3)[0]
+    assert ev.pmid == "29768149" and ev.journal == "The New England journal of medicine" and ev.year == 2018
+    assert ev.grade_label == "Randomized controlled trial" and ev.url == "https://pubmed.ncbi.nlm.nih.gov/29768149/"
+    assert ev.authors_short == "O'Byrne PM et al."
+
+
+def test_year_filter_returns_k_matching(asker):
+    f = Filters(year_min=2026, year_max=2026)
+    evidence = asker.retriever.search("children neurology outcomes", 8, f)
+    assert len(evidence) == 8 and all(e.year == 2026 for e in evidence)
+    for mode in ("dense", "bm25"):
+        assert all(e.year == 2026 for e in asker.retriever.search("cancer", 8, f, retriever=mode))
+
+
+def test_publication_type_and_mesh_filters(asker):
+    rct = asker.retriever.search("asthma", 5, Filters(publication_types=["Randomized Controlled Trial"]))
+    assert [e.pmid for e in rct] == ["29768149"]
+    mesh = asker.retriever.search("leaf cell death", 5, Filters(mesh="Plant Leaves"))
+    assert mesh and all("Plant Leaves" in e.mesh for e in mesh)
+    notices = asker.retriever.search("Retraction Note Y-box protein-1", 3, Filters(exclude_retracted=True))
+    assert all(not e.retracted for e in notices)
+
+
+def test_fts_query_is_escaped():
+    q = fts_query('Does aspirin (ASA) reduce stroke? AND NOT "x"')
+    assert q == '"aspirin" OR "asa" OR "reduce" OR "stroke"'  # FTS syntax words are quoted or dropped
+
+
+def test_grading_order():
+    assert grade(["Meta-Analysis", "Review"], [])[0] == 6
+    assert grade(["Randomized Controlled Trial", "Comparative Study"], [])[0] == 5
+    assert grade(["Clinical Trial, Phase III"], [])[0] == 4
+    assert grade(["Journal Article"], ["Cohort Studies"]) == (3, "Observational study")
+    assert grade(["Case Reports"], [])[0] == 2
+    assert grade(["Journal Article"], []) == (1, "Other / unclassified")
+    assert grade(["Review"], []) == (0, "Review / editorial / letter")
+    assert grade(["Journal Article", "Retraction Notice"], [])[0] == 0
