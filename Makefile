@@ -39,8 +39,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP) indexes/sample/CURRENT
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/ask.py
+	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_ask.py
 
 clean:
 	rm -rf $(VENV) indexes/*/ test-artifacts

@@ -187,3 +187,15 @@ class RecordStore:
 
     def commit(self) -> None:
         self.conn.commit()
+
+    # -- summaries for the library page -------------------------------------------------------------------------
+    def year_counts(self) -> dict[int, int]:
+        rows = self.conn.execute("SELECT year, COUNT(*) FROM records WHERE year IS NOT NULL GROUP BY year ORDER BY year")
+        return {int(y): int(n) for y, n in rows}
+
+    def publication_type_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT value, COUNT(*) FROM records, json_each(records.data, '$.publication_types') "
+            "GROUP BY value ORDER BY COUNT(*) DESC"
+        )
+        return {str(t): int(n) for t, n in rows}

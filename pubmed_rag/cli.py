@@ -217,8 +217,15 @@ COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"error: setting {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

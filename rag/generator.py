@@ -118,6 +118,7 @@ class LocalGenerator:
                 # int8 Linear layers: ~2x faster prefill and decode than float32 on AVX2-only CPUs.
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model
+        self._lock = threading.Lock()  # one generation at a time: the CPU is the bottleneck anyway
 
     def prompt_ids(self, system: str, user: str):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -131,7 +132,8 @@ class LocalGenerator:
         inputs = self.prompt_ids(system, user)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, cache_implementation="static",
-                      pad_token_id=self.tokenizer.eos_token_id)
+                      pad_token_id=self.tokenizer.eos_token_id,
+                      repetition_penalty=self.settings.repetition_penalty)
         if self.settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.settings.temperature)
         else:
@@ -140,7 +142,7 @@ class LocalGenerator:
 
         def run() -> None:
             try:
-                with torch.inference_mode():
+                with self._lock, torch.inference_mode():
                     self.model.generate(**kwargs)
             except BaseException as exc:  # surfaced in the caller's thread below
                 errors.append(exc)
@@ -165,5 +167,5 @@ def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
         from rag.openai_backend import OpenAIGenerator
 
         return OpenAIGenerator(settings)
-    relevant = settings.model_dump(include={"model", "precision", "threads", "temperature"})
+    relevant = settings.model_dump(include={"model", "precision", "threads", "temperature", "repetition_penalty"})
     return _local(GeneratorSettings(**relevant).model_dump_json(), str(cache_dir))

@@ -1,0 +1,1 @@
+"""Streamlit app: pages that display what the ``ingest`` and ``rag`` library calls return."""

@@ -1,0 +1,49 @@
+"""Shared UI helpers: settings, cached resources, safe text rendering."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from ingest.embedder import load_embedder
+from ingest.index import LoadedIndex, list_indexes
+from pubmed_rag.settings import Settings
+from rag.pipeline import Asker
+from rag.verify import SupportScorer
+
+DISCLAIMER = ("Evidence summaries for health professionals, drawn from indexed PubMed abstracts. "
+              "Not medical advice; check the cited sources before acting on them.")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+
+
+def md_escape(text: str) -> str:
+    """Escape text so Markdown shows it literally (no links, no formatting, no HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", text or "")
+
+
+def settings() -> Settings:
+    return Settings.load()
+
+
+@st.cache_resource(show_spinner="Loading index and models ...")
+def asker(index: str) -> Asker:
+    """One ``Asker`` (index, embedder, generator) per index per process, shared by all sessions."""
+    return Asker(settings(), index=index)
+
+
+@st.cache_resource
+def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
+    s = settings()
+    loaded = LoadedIndex(s.paths.index_dir, index)
+    return loaded, SupportScorer(load_embedder(loaded.embedding_model, loaded.max_tokens), s.verify)
+
+
+def index_picker(key: str) -> str | None:
+    s = settings()
+    names = list_indexes(s.paths.index_dir)
+    if not names:
+        st.warning(f"No index in {s.paths.index_dir}. Build one on the Library page (or run `make demo`).")
+        return None
+    default = names.index(s.paths.default_index) if s.paths.default_index in names else 0
+    return st.selectbox("Index", names, index=default, key=key)
