@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from ingest.embedder import load_embedder
-from ingest.index import LoadedIndex, list_indexes
+from ingest.index import LoadedIndex, current_folder, list_indexes
 from pubmed_rag.settings import Settings
 from rag.pipeline import Asker
 from rag.verify import SupportScorer
@@ -26,15 +26,25 @@ def settings() -> Settings:
     return Settings.load()
 
 
-@st.cache_resource(show_spinner="Loading index and models ...")
 def asker(index: str) -> Asker:
-    """One ``Asker`` (index, embedder, generator) per index per process, shared by all sessions."""
-    return Asker(settings(), index=index)
+    """One ``Asker`` per served index version per process, shared by all sessions (models load once)."""
+    s = settings()
+    return _asker(index, str(current_folder(s.paths.index_dir, index)), s.model_dump_json())
+
+
+@st.cache_resource(show_spinner="Loading index and models ...")
+def _asker(index: str, folder: str, settings_json: str) -> Asker:
+    return Asker(Settings.model_validate_json(settings_json), index=index)
+
+
+def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
+    s = settings()
+    return _scorer(index, str(current_folder(s.paths.index_dir, index)), s.model_dump_json())
 
 
 @st.cache_resource
-def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
-    s = settings()
+def _scorer(index: str, folder: str, settings_json: str) -> tuple[LoadedIndex, SupportScorer]:
+    s = Settings.model_validate_json(settings_json)
     loaded = LoadedIndex(s.paths.index_dir, index)
     return loaded, SupportScorer(load_embedder(loaded.embedding_model, loaded.max_tokens), s.verify)
 

@@ -1,0 +1,90 @@
+"""AppTest tests of each page on a small real index."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ingest.build import RecordsSource, ingest
+from ingest.pubmed_xml import parse_xml_file
+from pubmed_rag.records import Record
+from tests.conftest import ROOT, XML
+
+PAGES = ROOT / "ui" / "pages"
+
+
+@pytest.fixture
+def ui_env(small_settings, generator_cache, monkeypatch):
+    monkeypatch.setenv("PUBMED_RAG_PATHS__INDEX_DIR", str(small_settings.paths.index_dir))
+    monkeypatch.setenv("PUBMED_RAG_PATHS__DEFAULT_INDEX", "small")
+    monkeypatch.setenv("PUBMED_RAG_PATHS__CACHE_DIR", str(generator_cache))
+    monkeypatch.setenv("PUBMED_RAG_GENERATOR__MAX_NEW_TOKENS", "24")
+    return small_settings
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join([m.value for m in at.markdown] + [s.value for s in at.subheader] + [c.value for c in at.caption]
+                     + [w.value for w in at.warning] + [e.value for e in at.error])
+
+
+def test_ask_page_answers_with_evidence_and_filters_change_it(ui_env):
+    at = AppTest.from_file(str(PAGES / "ask.py"), default_timeout=600)
+    at.run()
+    assert not at.exception
+    assert "not medical advice" in at.info[0].value.lower()
+    at.text_area(key="question").input("Does as-needed budesonide-formoterol reduce exacerbations in mild asthma?")
+    at.button[0].click().run()
+    assert not at.exception
+    out = texts(at)
+    assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out
+    assert "Inhaled Combined Budesonide\\-Formoterol as Needed in Mild Asthma" in out
+    assert "Randomized controlled trial" in out and "retrieve" in out and "smollm2-135m-instruct" in out
+    unfiltered = {line for line in out.splitlines() if line.startswith("[PMID ")}
+    # Filter to 2026 publications: the evidence changes to 2026 records only.
+    at.slider(key="years").set_value((2026, 2030))
+    at.button[0].click().run()
+    filtered = texts(at)
+    assert "29768149" not in filtered
+    pmid_lines = {line for line in filtered.splitlines() if line.startswith("[PMID ")}
+    assert pmid_lines and pmid_lines != unfiltered
+    assert all("2026" in m.value for m in at.markdown if m.value.startswith(":blue-badge["))
+
+
+def test_title_with_script_tag_is_shown_as_text(small_settings, embedder, monkeypatch, generator_cache):
+    rec = next(i for i in parse_xml_file(XML / "pubmed4.xml") if isinstance(i, Record))
+    hostile = Record.from_dict({**rec.to_dict(), "pmid": "27797938",
+                                "title": "<script>alert('x')</script> Telomere length and pancreatic cancer"})
+    ingest([RecordsSource("hostile", [hostile])], "small", small_settings, embedder=embedder)
+    monkeypatch.setenv("PUBMED_RAG_PATHS__INDEX_DIR", str(small_settings.paths.index_dir))
+    monkeypatch.setenv("PUBMED_RAG_PATHS__CACHE_DIR", str(generator_cache))
+    monkeypatch.setenv("PUBMED_RAG_GENERATOR__MAX_NEW_TOKENS", "8")
+    at = AppTest.from_file(str(PAGES / "ask.py"), default_timeout=600)
+    at.run()
+    at.text_area(key="question").input("leucocyte telomere length pancreatic cancer risk TERT")
+    at.button[0].click().run()
+    titles = [s.value for s in at.subheader if "Telomere length" in s.value]
+    assert titles == ["\\[1\\] \\<script\\>alert\\('x'\\)\\</script\\> Telomere length and pancreatic cancer"]
+
+
+def test_library_page_lists_index_and_verifies(ui_env):
+    at = AppTest.from_file(str(PAGES / "library.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    row = table[table["index"] == "small"].iloc[0]
+    assert row["records"] == 211 and row["embedding model"] == "all-MiniLM-L6-v2"
+    at.button(key="verify").click().run()
+    assert "small: checksums and counts match the manifest" in at.success[0].value
+
+
+def test_citations_page_scores_a_claim(ui_env):
+    at = AppTest.from_file(str(PAGES / "citations.py"), default_timeout=120)
+    at.run()
+    at.text_area(key="cite_text").input(
+        "As-needed budesonide-formoterol was noninferior to budesonide maintenance for severe exacerbations "
+        "[PMID:29768149]. Mitochondria form rings around the nucleus in lace plant PCD (PMID 99999999).")
+    at.button[0].click().run()
+    assert not at.exception
+    out = texts(at)
+    assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out and "supported" in out
+    assert "PMID 99999999 is not in this index." in out
