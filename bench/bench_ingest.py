@@ -22,7 +22,8 @@ ROOT = Path(__file__).parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", type=Path, default=ROOT / ".." / "shared" / "data" / "corpus" / "abstracts.jsonl.gz")
+    shared = ROOT / ".." / "shared" / "data"
+    parser.add_argument("--corpus", type=Path, default=shared / "corpus" / "abstracts.jsonl.gz")
     parser.add_argument("--xml", type=Path, default=ROOT / "tests" / "fixtures" / "pubmed_xml" / "medline16n0902.xml.gz")
     parser.add_argument("--n", type=int, default=2000)
     args = parser.parse_args()

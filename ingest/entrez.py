@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -108,8 +107,7 @@ class EntrezFetcher:
                     raise EntrezError(f"{what}: NCBI answered HTTP {exc.code} ({exc.reason}); check the query, "
                                       "email and API key.") from exc
                 last = exc
-            except (URLError, TimeoutError, socket.timeout, http.client.HTTPException, ConnectionError,
-                    IngestError, RuntimeError) as exc:
+            except (URLError, TimeoutError, http.client.HTTPException, ConnectionError, IngestError, RuntimeError) as exc:
                 last = exc
             if attempt < self.settings.max_retries:
                 self.retries += 1

@@ -31,7 +31,7 @@ FILTER_TYPES = ["Meta-Analysis", "Systematic Review", "Randomized Controlled Tri
 def grade(publication_types: list[str], mesh: list[str]) -> tuple[int, str]:
     """Return ``(grade, label)``; meta-analysis 6 > RCT 5 > trial 4 > observational 3 > case 2 > other 1 > review 0."""
     types, headings = set(publication_types), set(mesh)
-    for value, label, by_type, by_mesh in _LEVELS:
+    for value, label, by_type, _ in _LEVELS:
         if types & by_type:
             return value, label
     for value, label, _, by_mesh in _LEVELS:
