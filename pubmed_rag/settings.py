@@ -73,7 +73,9 @@ class GeneratorSettings(_Section):
     )
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
-    repetition_penalty: float = Field(1.2, ge=1.0, description="local backend: >1 discourages repeated phrases.")
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, description="local backend: >1 discourages repeated phrases (1.2 derails SmolLM2-135M)."
+    )
     precision: Literal["int8", "float32", "bfloat16"] = Field(
         "int8", description="local backend: int8 = dynamic int8 Linear layers (fastest on CPUs without bf16 units)."
     )

@@ -17,7 +17,7 @@ from ingest.embedder import Embedder, load_embedder
 from ingest.index import LoadedIndex
 from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Timings
-from rag.citations import markers, split_sentences
+from rag.citations import markers, split_sentences, strip_markers
 from rag.generator import Generator, load_generator
 from rag.prompt import SYSTEM, build_user_prompt
 from rag.retrieve import Evidence, Filters, IndexRetriever
@@ -112,10 +112,10 @@ class Asker:
         sentences, removed = self.cite(text, evidence)
         timings.verify = time.perf_counter() - verify_start
         timings.total = time.perf_counter() - started
-        answer = Answer(**base, answer=text, sentences=sentences, removed_citations=removed, timings=timings,
+        answer = Answer(**base, answer=" ".join(s.text for s in sentences), sentences=sentences, removed_citations=removed, timings=timings,
                         new_tokens=self._count_tokens(text))
         failing = [s for s in sentences if s.verdict in ("uncited", "unsupported")]
-        if not sentences or len(failing) * 2 > len(sentences):
+        if not sentences or len(failing) * 2 >= len(sentences):
             answer.abstained = True
             answer.abstain_reason = (f"{len(failing)} of {len(sentences)} generated sentences are not supported by "
                                      "the evidence") if sentences else "the model produced no answer"
@@ -138,7 +138,13 @@ class Asker:
     def cite(self, text: str, evidence: list[Evidence]) -> tuple[list[Sentence], list[int]]:
         """Map ``[n]`` markers to evidence, drop invalid ones, attach evidence to uncited sentences, verify all."""
         by_number = {e.number: e for e in evidence}
-        raw = split_sentences(text)
+        seen: set[str] = set()
+        raw = []
+        for sentence in split_sentences(text):  # small models loop; a repeated sentence is kept once
+            key = " ".join(strip_markers(sentence).lower().split())
+            if key not in seen:
+                seen.add(key)
+                raw.append(sentence)
         support = self.scorer.score_matrix(raw, [e.abstract or e.passage for e in evidence])
         cfg = self.settings.verify
         sentences, removed_all = [], []

@@ -20,7 +20,8 @@ def test_real_generator_end_to_end(asker):
     assert q["pmid"] in [e.pmid for e in answer.evidence]
     if not answer.abstained:
         assert "token" in kinds and answer.timings.first_token is not None
-        assert answer.answer == "".join(e.data for e in events if e.kind == "token").strip()
+        streamed = " ".join("".join(e.data for e in events if e.kind == "token").split())
+        assert all(" ".join(s.text.split()) in streamed for s in answer.sentences)
     evidence_pmids = {e.pmid for e in answer.evidence}
     assert set(answer.cited_pmids()) <= evidence_pmids
     data = json.loads(answer.model_dump_json())
@@ -49,6 +50,14 @@ def test_citations_mapped_invalid_removed_uncited_attributed(asker):
     assert "TUNEL" in s3.citations[0].evidence_sentence
     system, user = fake.generator.last_prompt
     assert "[1]" in user and q["question"] in user and "not instructions" in system
+
+
+def test_repeated_sentences_kept_once(asker):
+    sentence = "Mitochondrial dynamics were delineated into four categories based on distribution and motility [1]."
+    fake = Asker(asker.settings, index="small", generator=FakeGenerator(f"{sentence} {sentence} {sentence}"),
+                 embedder=asker.embedder)
+    answer = fake.ask(pubmedqa_questions()[0]["question"])
+    assert [s.text for s in answer.sentences] == [sentence] and answer.answer == sentence
 
 
 def test_unsupported_answer_abstains(asker):
