@@ -55,7 +55,8 @@ class SentenceTransformerEmbedder:
         self.name = name
         self.max_tokens = min(max_tokens, self.model.max_seq_length or max_tokens)
         self.model.max_seq_length = self.max_tokens
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(dim())
 
     @property
     def tokenizer(self) -> Any:

@@ -71,3 +71,10 @@ def test_unsupported_answer_abstains(asker):
 def test_bad_questions(asker, question, message):
     with pytest.raises(QuestionError, match=message):
         asker.ask(question)
+
+
+def test_index_built_with_another_embedding_model_is_refused(asker):
+    s = asker.settings.model_copy(deep=True)
+    s.embedding.model = "pritamdeka/S-PubMedBert-MS-MARCO"
+    with pytest.raises(QuestionError, match="built with embedding model 'all-MiniLM-L6-v2'"):
+        Asker(s, index="small", embedder=asker.embedder)

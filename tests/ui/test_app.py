@@ -88,3 +88,23 @@ def test_citations_page_scores_a_claim(ui_env):
     out = texts(at)
     assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out and "supported" in out
     assert "PMID 99999999 is not in this index." in out
+
+
+def test_library_page_builds_an_index_from_a_pubmed_query(ui_env, monkeypatch):
+    from tests.eutils_server import EUtilsServer
+
+    with EUtilsServer() as server:
+        monkeypatch.setenv("PUBMED_RAG_NCBI__BASE_URL", server.url)
+        monkeypatch.setenv("PUBMED_RAG_NCBI__BATCH_SIZE", "10")
+        at = AppTest.from_file(str(PAGES / "library.py"), default_timeout=300)
+        at.run()
+        at.text_input(key="target").input("from-query")
+        at.text_input[1].input("pediatric neurology 2026")
+        at.text_input[2].input("librarian@example.org")
+        at.button[1].click().run()  # the query form's submit button
+        assert not at.exception
+        assert any("index 'from-query' v0001: 30 added" in s.value for s in at.success), [e.value for e in at.error]
+        assert any(e == "efetch.fcgi" and p["email"] == "librarian@example.org" for e, p in server.requests)
+    listed = AppTest.from_file(str(PAGES / "library.py"), default_timeout=120)
+    listed.run()
+    assert "from-query" in set(listed.dataframe[0].value["index"])
