@@ -112,7 +112,8 @@ class Asker:
         sentences, removed = self.cite(text, evidence)
         timings.verify = time.perf_counter() - verify_start
         timings.total = time.perf_counter() - started
-        answer = Answer(**base, answer=" ".join(s.text for s in sentences), sentences=sentences, removed_citations=removed, timings=timings,
+        answer = Answer(**base, answer=" ".join(s.text for s in sentences), sentences=sentences,
+                        removed_citations=removed, timings=timings,
                         new_tokens=self._count_tokens(text))
         failing = [s for s in sentences if s.verdict in ("uncited", "unsupported")]
         if not sentences or len(failing) * 2 >= len(sentences):
