@@ -101,6 +101,15 @@ class RecordStore:
                 out[row[0]] = Chunk(*row)
         return out
 
+    def chunk_pmids(self, chunk_ids: Iterable[int]) -> dict[int, str]:
+        ids = list(chunk_ids)
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), 900):
+            part = ids[i : i + 900]
+            marks = ",".join("?" * len(part))
+            out.update(self.conn.execute(f"SELECT chunk_id, pmid FROM chunks WHERE chunk_id IN ({marks})", part))
+        return out
+
     def all_chunk_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")]
 

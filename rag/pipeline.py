@@ -6,6 +6,7 @@ CLI and the UI show the answer as it is written; ``Asker.ask`` returns the final
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -136,16 +137,23 @@ class Asker:
             return len(text.split())
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _distinct(self, sentences: list[str]) -> list[str]:
+        """Drop a cut-off last sentence and near-repeats: small models loop, and a claim counts once."""
+        if sentences and not re.search(r"[.!?\]\)\"']$", sentences[-1]):
+            sentences = sentences[:-1]
+        if len(sentences) < 2:
+            return sentences
+        vecs = self.embedder.encode([strip_markers(s) for s in sentences])
+        kept: list[int] = []
+        for i in range(len(sentences)):
+            if all(float(vecs[i] @ vecs[j]) < 0.92 for j in kept):
+                kept.append(i)
+        return [sentences[i] for i in kept]
+
     def cite(self, text: str, evidence: list[Evidence]) -> tuple[list[Sentence], list[int]]:
         """Map ``[n]`` markers to evidence, drop invalid ones, attach evidence to uncited sentences, verify all."""
         by_number = {e.number: e for e in evidence}
-        seen: set[str] = set()
-        raw = []
-        for sentence in split_sentences(text):  # small models loop; a repeated sentence is kept once
-            key = " ".join(strip_markers(sentence).lower().split())
-            if key not in seen:
-                seen.add(key)
-                raw.append(sentence)
+        raw = self._distinct(split_sentences(text))
         support = self.scorer.score_matrix(raw, [e.abstract or e.passage for e in evidence])
         cfg = self.settings.verify
         sentences, removed_all = [], []

@@ -160,10 +160,10 @@ class IndexRetriever:
 
     def _best_per_pmid(self, scores: np.ndarray, ids: np.ndarray, limit: int, source: str) -> list[Hit]:
         valid = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
-        chunks = self.index.store.chunks(i for i, _ in valid)
+        pmids = self.index.store.chunk_pmids(i for i, _ in valid)
         hits: dict[str, Hit] = {}
         for chunk_id, score in valid:
-            pmid = chunks[chunk_id].pmid
+            pmid = pmids[chunk_id]
             if pmid not in hits:
                 hits[pmid] = Hit(pmid, chunk_id, score, {source: score})
             if len(hits) == limit:

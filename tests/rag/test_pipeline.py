@@ -58,6 +58,9 @@ def test_repeated_sentences_kept_once(asker):
                  embedder=asker.embedder)
     answer = fake.ask(pubmedqa_questions()[0]["question"])
     assert [s.text for s in answer.sentences] == [sentence] and answer.answer == sentence
+    cut = Asker(asker.settings, index="small", embedder=asker.embedder,
+                generator=FakeGenerator(f"{sentence} A TUNEL assay showed fragmented nDNA in a"))
+    assert [s.text for s in cut.ask(pubmedqa_questions()[0]["question"]).sentences] == [sentence]
 
 
 def test_unsupported_answer_abstains(asker):
