@@ -209,6 +209,18 @@ def fetch_query(
     return result
 
 
+def fetch_pmids(pmids: list[str], settings: NCBISettings) -> dict[str, Record]:
+    """Fetch specific PMIDs (efetch by id), for the citation checker; only called when the user allowed network."""
+    fetcher = EntrezFetcher(settings)
+    out: dict[str, Record] = {}
+    with _entrez_session(settings):
+        for i in range(0, len(pmids), settings.batch_size):
+            part = pmids[i : i + settings.batch_size]
+            data = fetcher.efetch_batch(f"efetch PMIDs {part[:3]}...", id=",".join(part))
+            out.update({r.pmid: r for r in parse_xml_bytes(data, "efetch") if isinstance(r, Record)})
+    return out
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(".part")
     tmp.write_bytes(data)

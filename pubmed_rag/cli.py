@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retriever", choices=["hybrid", "dense", "bm25"])
     p.add_argument("--json", action="store_true", help="print the answer object as JSON")
     _add_setting_flags(p)
+
+    p = sub.add_parser("check", help="check that cited abstracts support the claims citing them")
+    p.add_argument("--claim", help="one claim")
+    p.add_argument("--pmid", action="append", default=[], help="PMID cited by --claim (repeatable)")
+    p.add_argument("--file", type=Path, help="text whose claims cite [PMID:n] or 'PMID n'")
+    p.add_argument("--index", help="index name")
+    p.add_argument("--json", action="store_true")
+    _add_setting_flags(p)
     return parser
 
 
@@ -213,7 +221,50 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask}
+def cmd_check(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from ingest.embedder import load_embedder
+    from ingest.entrez import fetch_pmids
+    from ingest.index import LoadedIndex, UnknownIndexError
+    from rag.check import check_claim, parse_claims
+    from rag.verify import SupportScorer
+
+    settings = _settings(args)
+    claims = parse_claims(args.file.read_text(encoding="utf-8")) if args.file else []
+    if args.claim:
+        if not args.pmid:
+            print("error: --claim needs at least one --pmid", file=sys.stderr)
+            return 2
+        claims.append((args.claim, args.pmid))
+    if not claims:
+        print("error: no claim citing a PMID found; give --claim/--pmid or --file", file=sys.stderr)
+        return 2
+    try:
+        index = LoadedIndex(settings.paths.index_dir, args.index or settings.paths.default_index)
+    except UnknownIndexError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 1
+    scorer = SupportScorer(load_embedder(index.embedding_model, index.max_tokens), settings.verify)
+    fetch = partial(fetch_pmids, settings=settings.ncbi) if settings.allow_network else None
+    checks = [check_claim(c, p, index, scorer, fetch) for c, p in claims]
+    if args.json:
+        print(json.dumps([c.model_dump() for c in checks], indent=2, ensure_ascii=False))
+        return 0
+    for check in checks:
+        print(f"Claim: {check.claim}")
+        for r in check.results:
+            if r.score is None:
+                print(f"  PMID {r.pmid}: {r.verdict}" + ("" if settings.allow_network else
+                                                         " (allow fetching with --allow_network true)"))
+            else:
+                where = "fetched from PubMed" if r.fetched else "indexed"
+                print(f"  {_MARK[r.verdict]} PMID {r.pmid} ({where}): {r.verdict}, support {r.score:.2f}\n"
+                      f"      best passage: {r.best_sentence}")
+    return 0
+
+
+COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
 from ingest.index import LoadedIndex
+from pubmed_rag.records import Record
 from rag.citations import split_sentences
 from rag.verify import SupportScorer
 
@@ -16,6 +18,7 @@ _PMID = re.compile(r"\[?\s*PMID\s*:?\s*(\d{1,9})\s*\]?", re.I)
 class PmidCheck(BaseModel):
     pmid: str
     indexed: bool
+    fetched: bool = False
     title: str = ""
     score: float | None = None
     verdict: str = "not indexed"
@@ -38,20 +41,27 @@ def parse_claims(text: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def check_claim(claim: str, pmids: list[str], index: LoadedIndex, scorer: SupportScorer) -> ClaimCheck:
+def check_claim(claim: str, pmids: list[str], index: LoadedIndex, scorer: SupportScorer,
+                fetch: Callable[[list[str]], dict[str, Record]] | None = None) -> ClaimCheck:
+    """Score each PMID's abstract against ``claim``; PMIDs not indexed are fetched with ``fetch`` if given."""
     records = index.store.get_many(pmids)
+    missing = [p for p in pmids if p not in records]
+    fetched = fetch(missing) if fetch and missing else {}
     results = []
     for pmid in pmids:
-        record = records.get(pmid)
+        record = records.get(pmid) or fetched.get(pmid)
         if record is None:
-            results.append(PmidCheck(pmid=pmid, indexed=False))
+            results.append(PmidCheck(pmid=pmid, indexed=False,
+                                     verdict="not indexed" if fetch is None else "not found in PubMed"))
             continue
         text = record.abstract or record.title
         support = scorer.score_matrix([claim], [text])[0][0]
-        results.append(PmidCheck(pmid=pmid, indexed=True, title=record.title, score=support.score,
-                                 verdict=scorer.verdict(support.score), best_sentence=support.sentence, url=record.url))
+        results.append(PmidCheck(pmid=pmid, indexed=pmid in records, fetched=pmid in fetched, title=record.title,
+                                 score=support.score, verdict=scorer.verdict(support.score),
+                                 best_sentence=support.sentence, url=record.url))
     return ClaimCheck(claim=claim, results=results)
 
 
-def check_text(text: str, index: LoadedIndex, scorer: SupportScorer) -> list[ClaimCheck]:
-    return [check_claim(claim, pmids, index, scorer) for claim, pmids in parse_claims(text)]
+def check_text(text: str, index: LoadedIndex, scorer: SupportScorer,
+               fetch: Callable[[list[str]], dict[str, Record]] | None = None) -> list[ClaimCheck]:
+    return [check_claim(claim, pmids, index, scorer, fetch) for claim, pmids in parse_claims(text)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rag.injection import neutralize
 from rag.retrieve import Evidence
 
 SYSTEM = (
@@ -26,5 +27,6 @@ def build_user_prompt(question: str, evidence: list[Evidence], passage_chars: in
     for ev in evidence:
         meta = ", ".join(str(x) for x in (ev.journal, ev.year, ev.grade_label) if x)
         title = _clip(ev.title, 200) if ev.title else "(untitled)"
-        blocks.append(f"[{ev.number}] {title} ({meta})\n\"\"\"{_clip(ev.passage, passage_chars)}\"\"\"")
+        passage = _clip(neutralize(ev.passage), passage_chars)
+        blocks.append(f"[{ev.number}] {neutralize(title)} ({meta})\n\"\"\"{passage}\"\"\"")
     return "Evidence:\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question.strip()}\nAnswer with citations:"

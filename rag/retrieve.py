@@ -118,6 +118,7 @@ class IndexRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
+        self._cross_encoder = None
 
     # -- single rankings (best chunk per PMID, best first) ---------------------------------------------------
     def dense(self, question: str, depth: int, filters: Filters) -> list[Hit]:
@@ -182,6 +183,8 @@ class IndexRetriever:
         else:
             hits = self._fuse([(self.dense(question, depth, filters), self.settings.dense_weight),
                                (self.bm25(question, depth, filters), self.settings.bm25_weight)])
+        if self.settings.reranker:
+            hits = self._rerank(question, hits[: max(k * 4, 20)])
         if self.settings.grade_prior > 0:
             records = self.index.store.get_many(h.pmid for h in hits)
             for h in hits:
@@ -189,6 +192,23 @@ class IndexRetriever:
                                                               records[h.pmid].mesh)[0]
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
+
+    def _rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
+        """Order candidates by a sentence-transformers ``CrossEncoder`` score of (question, passage)."""
+        if self._cross_encoder is None:
+            from sentence_transformers import CrossEncoder
+
+            try:
+                self._cross_encoder = CrossEncoder(self.settings.reranker)
+            except (OSError, ValueError) as exc:
+                raise RuntimeError(f"cannot load reranker {self.settings.reranker!r} ({exc}); give a local "
+                                   "CrossEncoder folder, or unset retrieval.reranker.") from exc
+        chunks = self.index.store.chunks(h.chunk_id for h in hits)
+        scores = self._cross_encoder.predict([(question, chunks[h.chunk_id].text) for h in hits])
+        for hit, score in zip(hits, scores, strict=True):
+            hit.sources["rerank"] = float(score)
+            hit.score = float(score)
+        return sorted(hits, key=lambda h: -h.score)
 
     def _fuse(self, rankings: list[tuple[list[Hit], float]]) -> list[Hit]:
         fused: dict[str, Hit] = {}

@@ -14,6 +14,7 @@ import numpy as np
 from ingest.embedder import Embedder
 from pubmed_rag.settings import VerifySettings
 from rag.citations import split_sentences, strip_markers
+from rag.injection import is_instruction
 
 Verdict = Literal["supported", "weak", "unsupported"]
 
@@ -42,7 +43,8 @@ class SupportScorer:
 
     def _sentences(self, text: str) -> tuple[list[str], np.ndarray]:
         if text not in self._cache:
-            sentences = split_sentences(text) or [text]
+            # Sentences that address the model are not evidence and cannot support a claim.
+            sentences = [s for s in split_sentences(text) if not is_instruction(s)] or [text]
             self._cache[text] = (sentences, self.embedder.encode(sentences))
         return self._cache[text]
 
