@@ -13,7 +13,7 @@ REMOVED = "[text addressed to an AI model removed]"
 _INSTRUCTION = re.compile(
     r"\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all|your|the)\b.{0,30}"
     r"\b(instructions?|prompts?|rules|context|directions)\b"
-    r"|\b(system prompt|you are now|act as (an?|the) |as an ai\b|language model,? (you )?must)"
+    r"|\b(system prompt|you are now|as an ai\b|language model,? (you )?must)"
     r"|\b(answer|respond|reply|say)\s+(only\s+)?(that|with)\b.{0,60}\b(regardless|no matter|always)\b",
     re.I | re.S,
 )
