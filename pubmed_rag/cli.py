@@ -170,6 +170,9 @@ _MARK = {"supported": "✓", "weak": "~", "unsupported": "✗", "uncited": "?"}
 def format_answer(answer: Any) -> str:
     """The answer with a verdict marker per sentence, then the numbered references."""
     lines = []
+    if answer.redactions:
+        lines.append("Redacted from the question before sending it to the external model: "
+                     + ", ".join(f"{r.kind} {r.text!r}" for r in answer.redactions))
     if answer.abstained:
         lines.append(f"{answer.answer}  ({answer.abstain_reason})")
         lines.append("Closest evidence:" if answer.evidence else "")
@@ -211,7 +214,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 print(event.data, end="", flush=True)
             elif event.kind == "answer":
                 answer = event.data
-    except (UnknownIndexError, QuestionError, GeneratorError) as exc:
+    except (UnknownIndexError, QuestionError, GeneratorError, RuntimeError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     if args.json:

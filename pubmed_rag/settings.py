@@ -66,7 +66,9 @@ class RetrievalSettings(_Section):
 
 
 class GeneratorSettings(_Section):
-    backend: Literal["local"] = Field("local", description="local transformers (the only backend so far).")
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local transformers, or an OpenAI-compatible Chat Completions server (question redacted)."
+    )
     model: str = Field(
         DEFAULT_GENERATOR,
         description="Local model folder, GGUF file, Hugging Face id, or (openai backend) the model name.",
@@ -82,6 +84,11 @@ class GeneratorSettings(_Section):
     threads: int = Field(0, ge=0, description="torch threads for generation (0 = all cores).")
     passage_chars: int = Field(600, ge=100, description="Characters of each evidence passage in the prompt.")
     max_question_chars: int = Field(1000, ge=10, description="Longer questions are rejected.")
+    base_url: str = Field("https://api.openai.com/v1", description="openai backend: Chat Completions base URL.")
+    api_key: str = Field("", description="openai backend: API key (also read from OPENAI_API_KEY).")
+    timeout: float = Field(60.0, gt=0, description="openai backend: seconds before a request is abandoned.")
+    max_retries: int = Field(2, ge=0, description="openai backend: retries on 429/5xx and timeouts.")
+    stream: bool = Field(True, description="openai backend: stream tokens (server-sent events).")
 
 
 class VerifySettings(_Section):
@@ -119,8 +126,8 @@ class Settings(BaseSettings):
         import os
 
         nested: dict[str, Any] = {}
-        # NCBI documents these names; honour them as well as the prefixed form.
-        aliases = (("NCBI_EMAIL", "ncbi.email"), ("NCBI_API_KEY", "ncbi.api_key"))
+        # NCBI and OpenAI document these names; honour them as well as the prefixed form.
+        aliases = (("NCBI_EMAIL", "ncbi.email"), ("NCBI_API_KEY", "ncbi.api_key"), ("OPENAI_API_KEY", "generator.api_key"))
         for env, key in aliases:
             if os.environ.get(env):
                 _put(nested, key, os.environ[env])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from rag.phi import Redaction
 from rag.retrieve import Evidence
 
 ABSTAIN_TEXT = "The indexed evidence does not answer this question."
@@ -55,7 +56,7 @@ class Answer(BaseModel):
     abstained: bool = False
     abstain_reason: str = ""
     removed_citations: list[int] = []
-    redactions: list[str] = []
+    redactions: list[Redaction] = Field([], description="What was removed from the question before it was sent.")
     new_tokens: int = 0
     timings: Timings = Field(default_factory=Timings)
 

@@ -163,5 +163,9 @@ def _local(settings_json: str, cache_dir: str) -> LocalGenerator:
 
 def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
     """One generator per configuration per process."""
+    if settings.backend == "openai":
+        from rag.openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator(settings)
     relevant = settings.model_dump(include={"model", "precision", "threads", "temperature", "repetition_penalty"})
     return _local(GeneratorSettings(**relevant).model_dump_json(), str(cache_dir))

@@ -20,6 +20,7 @@ from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
 from rag.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Timings
 from rag.citations import markers, split_sentences, strip_markers
 from rag.generator import Generator, load_generator
+from rag.phi import redact
 from rag.prompt import SYSTEM, build_user_prompt
 from rag.retrieve import Evidence, Filters, IndexRetriever
 from rag.verify import SupportScorer
@@ -98,7 +99,10 @@ class Asker:
                                          abstained=True, abstain_reason=reason, timings=timings))
             return
 
-        user = build_user_prompt(question, evidence, self.settings.generator.passage_chars)
+        sent_question, redactions = question, []
+        if self.settings.generator.backend != "local":  # text is about to leave the machine
+            sent_question, redactions = redact(question)
+        user = build_user_prompt(sent_question, evidence, self.settings.generator.passage_chars)
         pieces: list[str] = []
         gen_start = time.perf_counter()
         for piece in self.generator.stream(SYSTEM, user, max_new_tokens or self.settings.generator.max_new_tokens):
@@ -114,7 +118,7 @@ class Asker:
         timings.verify = time.perf_counter() - verify_start
         timings.total = time.perf_counter() - started
         answer = Answer(**base, answer=" ".join(s.text for s in sentences), sentences=sentences,
-                        removed_citations=removed, timings=timings,
+                        removed_citations=removed, timings=timings, redactions=redactions,
                         new_tokens=self._count_tokens(text))
         failing = [s for s in sentences if s.verdict in ("uncited", "unsupported")]
         if not sentences or len(failing) * 2 >= len(sentences):

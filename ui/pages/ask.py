@@ -65,6 +65,9 @@ def _cite_link(number: int, attributed: bool) -> str:
 
 
 def render_answer(answer: Answer) -> None:
+    if answer.redactions:
+        st.caption("Redacted from the question before it was sent to the external model: "
+                   + ", ".join(f"{r.kind} {md_escape(r.text)}" for r in answer.redactions))
     if answer.abstained:
         st.warning(f"{answer.answer} ({answer.abstain_reason}). The closest evidence is listed below.")
     else:

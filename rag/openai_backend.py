@@ -1,0 +1,75 @@
+"""An OpenAI-compatible Chat Completions backend (the ChatGPT API, vLLM, Ollama, llama.cpp server).
+
+Only used when the user configures ``generator.backend = "openai"``; the pipeline redacts protected health
+information from the question before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from urllib.error import HTTPError, URLError
+
+from pubmed_rag.settings import GeneratorSettings
+from rag.generator import GeneratorError
+
+_MESSAGES = {
+    401: "the API key was rejected (HTTP 401); set generator.api_key or OPENAI_API_KEY",
+    403: "access denied (HTTP 403); check the API key's permissions",
+    404: "not found (HTTP 404); check generator.base_url and generator.model",
+    429: "rate limited (HTTP 429) after retries; wait and try again",
+}
+
+
+class OpenAIGenerator:
+    """Streams Chat Completions over HTTP with timeouts and retries."""
+
+    def __init__(self, settings: GeneratorSettings) -> None:
+        self.settings = settings
+        self.name = settings.model
+        self.url = settings.base_url.rstrip("/") + "/chat/completions"
+
+    def _request(self, body: dict):
+        headers = {"Content-Type": "application/json"}
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        data = json.dumps(body).encode()
+        delay = 1.0
+        for attempt in range(self.settings.max_retries + 1):
+            try:
+                request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                return urllib.request.urlopen(request, timeout=self.settings.timeout)
+            except HTTPError as exc:
+                retry = exc.code == 429 or exc.code >= 500
+                if not retry or attempt == self.settings.max_retries:
+                    detail = _MESSAGES.get(exc.code, f"server error (HTTP {exc.code})")
+                    raise GeneratorError(f"{self.url}: {detail}") from exc
+            except (URLError, TimeoutError, socket.timeout) as exc:
+                if attempt == self.settings.max_retries:
+                    raise GeneratorError(f"{self.url}: no answer ({exc}); check generator.base_url") from exc
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def stream(self, system: str, user: str, max_new_tokens: int) -> Iterator[str]:
+        body = {"model": self.settings.model, "max_tokens": max_new_tokens, "temperature": self.settings.temperature,
+                "stream": self.settings.stream,
+                "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+        with self._request(body) as response:
+            if not self.settings.stream:
+                reply = json.loads(response.read())
+                yield reply["choices"][0]["message"].get("content") or ""
+                return
+            for raw in response:
+                line = raw.decode("utf-8").strip()
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    return
+                delta = json.loads(payload)["choices"][0].get("delta", {})
+                if delta.get("content"):
+                    yield delta["content"]
