@@ -7,7 +7,6 @@ information from the question before anything is sent.
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ class OpenAIGenerator:
                 if not retry or attempt == self.settings.max_retries:
                     detail = _MESSAGES.get(exc.code, f"server error (HTTP {exc.code})")
                     raise GeneratorError(f"{self.url}: {detail}") from exc
-            except (URLError, TimeoutError, socket.timeout) as exc:
+            except (URLError, TimeoutError) as exc:
                 if attempt == self.settings.max_retries:
                     raise GeneratorError(f"{self.url}: no answer ({exc}); check generator.base_url") from exc
             time.sleep(delay)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from pubmed_rag.settings import GeneratorSettings
 from rag.generator import GeneratorError
 from rag.openai_backend import OpenAIGenerator
 from rag.phi import redact
 from rag.pipeline import Asker
-from pubmed_rag.settings import GeneratorSettings
 from tests.chat_server import ChatServer
 from tests.conftest import pubmedqa_questions
 
