@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="index name")
     p.add_argument("--json", action="store_true")
     _add_setting_flags(p)
+
+    from pubmed_rag.eval_cli import add_parser
+
+    add_parser(sub, _add_setting_flags)
     return parser
 
 
@@ -267,7 +271,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check}
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pubmed_rag.eval_cli import cmd_eval as run
+
+    return run(args, _settings(args))
+
+
+COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,3 +142,76 @@ def bioasq_corpus(corpus_path: Path, bioasq_files: Iterable[Path]) -> tuple[list
     corpus = load_corpus(corpus_path)
     raw = load_bioasq(bioasq_files)
     return corpus + bioasq_snippet_records(raw, {r.pmid for r in corpus}), raw
+
+
+QA_SYSTEM = ("You are a biomedical expert. Answer the research question with one word, yes, no or maybe, "
+             "then one sentence of justification.")
+
+
+def qa_prompt(question: str, evidence_text: str) -> str:
+    if evidence_text:
+        return f"Evidence:\n{evidence_text}\n\nQuestion: {question}\nAnswer (yes, no or maybe):"
+    return f"Question: {question}\nAnswer (yes, no or maybe):"
+
+
+def roc_auc(positives: list[float], negatives: list[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    import numpy as np
+
+    pos, neg = np.asarray(positives), np.asarray(negatives)
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    values = np.concatenate([pos, neg])
+    for v in np.unique(values):  # average ranks of ties
+        mask = values == v
+        if mask.sum() > 1:
+            ranks[mask] = ranks[mask].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def calibrate_support(pqal_path: Path, scorer, seed: int = 0) -> dict:
+    """Each PubMedQA conclusion sentence scored against its own abstract (positive) and a random other one."""
+    import random
+
+    from rag.citations import split_sentences
+
+    data = json.loads(Path(pqal_path).read_text(encoding="utf-8"))
+    items = list(data.values())
+    others = list(range(len(items)))
+    random.Random(seed).shuffle(others)
+    pos, neg = [], []
+    for i, item in enumerate(items):
+        j = others[i] if others[i] != i else (i + 1) % len(items)
+        claims = split_sentences(item["LONG_ANSWER"])
+        own = " ".join(item["CONTEXTS"])
+        other = " ".join(items[j]["CONTEXTS"])
+        scores = scorer.score_matrix(claims, [own, other])
+        pos.extend(s[0].score for s in scores)
+        neg.extend(s[1].score for s in scores)
+    import numpy as np
+
+    supported = float(np.percentile(neg, 95))  # at most 5% of mismatched citations pass as supported
+    weak = float(np.percentile(neg, 80))
+    return {"claims": len(pos), "auc": round(roc_auc(pos, neg), 4),
+            "supported_threshold": round(supported, 3), "weak_threshold": round(weak, 3),
+            "tpr_at_supported": round(float(np.mean(np.asarray(pos) >= supported)), 3),
+            "tpr_at_weak": round(float(np.mean(np.asarray(pos) >= weak)), 3),
+            "fpr_at_weak": round(float(np.mean(np.asarray(neg) >= weak)), 3)}
+
+
+def calibrate_abstention(asker, questions: list[Question], k: int = 5) -> dict:
+    """Best question-evidence similarity with each question's gold abstracts kept vs removed from retrieval."""
+    import numpy as np
+
+    from rag.retrieve import Filters
+
+    kept, removed = [], []
+    for q in questions:
+        for target, filters in ((kept, Filters()), (removed, Filters(exclude_pmids=q.gold))):
+            target.append(asker._relevance(q.text, asker.retriever.search(q.text, k, filters)))
+    out = {"questions": len(questions), "auc_kept_vs_removed": round(roc_auc(kept, removed), 4)}
+    for threshold in (0.3, 0.4, 0.5, 0.6):
+        out[f"abstain_rate@{threshold}"] = {"gold_kept": round(float(np.mean(np.asarray(kept) < threshold)), 3),
+                                            "gold_removed": round(float(np.mean(np.asarray(removed) < threshold)), 3)}
+    return out

@@ -29,6 +29,7 @@ class Filters(BaseModel):
     publication_types: list[str] = []
     exclude_retracted: bool = False
     mesh: str | None = None
+    exclude_pmids: list[str] = []
 
     def sql(self) -> tuple[str, list]:
         """A ``WHERE`` fragment over ``records r`` and its parameters (``"1"`` when unfiltered)."""
@@ -45,6 +46,9 @@ class Filters(BaseModel):
             marks = ",".join("?" * len(self.publication_types))
             parts.append(f"EXISTS (SELECT 1 FROM json_each(r.data, '$.publication_types') WHERE value IN ({marks}))")
             params.extend(self.publication_types)
+        if self.exclude_pmids:
+            parts.append(f"r.pmid NOT IN ({','.join('?' * len(self.exclude_pmids))})")
+            params.extend(self.exclude_pmids)
         if self.mesh:
             parts.append("EXISTS (SELECT 1 FROM json_each(r.data, '$.mesh') WHERE lower(value) = lower(?))")
             params.append(self.mesh)
