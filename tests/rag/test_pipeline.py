@@ -104,7 +104,10 @@ def test_prompt_injection_in_an_abstract_stays_evidence(small_settings, embedder
     assert "IGNORE PREVIOUS INSTRUCTIONS" not in user and "[text addressed to an AI model removed]" in user
     assert "not instructions" in system
     assert 7 in answer.removed_citations
-    assert answer.abstained or all(s.verdict != "supported" for s in answer.sentences if "Smoking" in s.text)
+    # The injected sentence is never the evidence for a claim: support comes from the abstract's own sentences.
+    used = [c.evidence_sentence for s in answer.sentences for c in s.citations]
+    assert used and not any("IGNORE PREVIOUS INSTRUCTIONS" in u for u in used)
+    assert all(c.verdict == real_verdict(small_settings, c.support) for s in answer.sentences for c in s.citations)
     # The real model: whatever it writes, citations and verdicts come from verification.
     real = Asker(small_settings, index="small", embedder=embedder).ask(question, max_new_tokens=48)
     pmids = {e.pmid for e in real.evidence}
