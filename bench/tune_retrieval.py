@@ -1,0 +1,57 @@
+"""Tune hybrid fusion (weights, RRF k) on one set of BioASQ files and report on another, side by side.
+
+    python bench/tune_retrieval.py --tune ../shared/data/bioasq/Task7BGoldenEnriched/*.json \
+        --report ../shared/data/bioasq/Task8BGoldenEnriched/*.json ../shared/data/bioasq/Task9BGoldenEnriched/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+from pubmed_rag.settings import Settings
+from rag.evaluate import bioasq_questions, load_bioasq, retrieval_metrics
+from rag.pipeline import Asker
+from rag.retrieve import Filters
+
+
+def rankings(asker: Asker, questions, depth: int) -> list[tuple[list, list]]:
+    out = []
+    for q in questions:
+        out.append((asker.retriever.dense(q.text, depth, Filters()), asker.retriever.bm25(q.text, depth, Filters())))
+    return out
+
+
+def fuse(dense, bm25, wd: float, wb: float, k: int) -> list[str]:
+    scores: dict[str, float] = {}
+    for hits, w in ((dense, wd), (bm25, wb)):
+        for rank, h in enumerate(hits, start=1):
+            scores[h.pmid] = scores.get(h.pmid, 0.0) + w / (k + rank)
+    return sorted(scores, key=lambda p: -scores[p])[:20]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tune", type=Path, nargs="+", required=True)
+    parser.add_argument("--report", type=Path, nargs="+", required=True)
+    parser.add_argument("--index", default="eval-bioasq")
+    parser.add_argument("--depth", type=int, default=100)
+    args = parser.parse_args()
+    asker = Asker(Settings.load(), index=args.index)
+    tune_q = bioasq_questions(load_bioasq(args.tune))
+    report_q = bioasq_questions(load_bioasq(args.report))
+    tune_r, report_r = rankings(asker, tune_q, args.depth), rankings(asker, report_q, args.depth)
+    grid = list(itertools.product([0.5, 0.75, 1.0], [1.0, 1.25, 1.5, 2.0], [10, 30, 60]))
+    best = max(grid, key=lambda g: retrieval_metrics([fuse(d, b, *g) for d, b in tune_r],
+                                                     [q.gold for q in tune_q])["ndcg@10"])
+    print(f"tuned on {len(tune_q)} questions ({', '.join(sorted({p.parent.name for p in args.tune}))}); "
+          f"best (dense_weight, bm25_weight, rrf_k) = {best}")
+    for name, (wd, wb, k) in {"default RRF (1, 1, 60)": (1.0, 1.0, 60), f"tuned {best}": best}.items():
+        m = retrieval_metrics([fuse(d, b, wd, wb, k) for d, b in report_r], [q.gold for q in report_q])
+        print(f"report set ({len(report_q)} questions) {name}: nDCG@10 {m['ndcg@10']:.3f}, "
+              f"recall@20 {m['recall@20']:.3f}, MRR {m['mrr']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
