@@ -108,3 +108,23 @@ def test_library_page_builds_an_index_from_a_pubmed_query(ui_env, monkeypatch):
     listed = AppTest.from_file(str(PAGES / "library.py"), default_timeout=120)
     listed.run()
     assert "from-query" in set(listed.dataframe[0].value["index"])
+
+
+def test_two_sessions_asking_at_once_get_their_own_answers(ui_env):
+    import threading
+
+    questions = {"asthma": "Does as-needed budesonide-formoterol reduce exacerbations in mild asthma?",
+                 "lace": "Do mitochondria play a role in remodelling lace plant leaves during programmed cell death?"}
+    apps = {name: AppTest.from_file(str(PAGES / "ask.py"), default_timeout=600) for name in questions}
+    for name, at in apps.items():
+        at.run()
+        at.text_area(key="question").input(questions[name])
+        at.button[0].click()
+    threads = [threading.Thread(target=at.run) for at in apps.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "[PMID 29768149]" in texts(apps["asthma"]) and "[PMID 29768149]" not in texts(apps["lace"])
+    assert "[PMID 21645374]" in texts(apps["lace"]) and "[PMID 21645374]" not in texts(apps["asthma"])
+    assert apps["asthma"].session_state["answer"].question != apps["lace"].session_state["answer"].question
