@@ -71,16 +71,17 @@ class RecordStore:
         row = self.conn.execute("SELECT data FROM records WHERE pmid = ?", (pmid,)).fetchone()
         return Record.from_dict(json.loads(row["data"])) if row else None
 
+    def _select_in(self, sql: str, keys: Iterable) -> Iterator[sqlite3.Row]:
+        """Rows of ``sql`` (containing ``IN ({marks})``) for all ``keys``, queried in batches under SQLite's limit."""
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), 900):
+            part = keys[i : i + 900]
+            yield from self.conn.execute(sql.format(marks=",".join("?" * len(part))), part)
+
     def get_many(self, pmids: Iterable[str]) -> dict[str, Record]:
-        pmids = list(dict.fromkeys(pmids))
-        out: dict[str, Record] = {}
-        for i in range(0, len(pmids), 500):
-            part = pmids[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.conn.execute(f"SELECT data FROM records WHERE pmid IN ({marks})", part):
-                rec = Record.from_dict(json.loads(row["data"]))
-                out[rec.pmid] = rec
-        return out
+        rows = self._select_in("SELECT data FROM records WHERE pmid IN ({marks})", pmids)
+        records = (Record.from_dict(json.loads(row["data"])) for row in rows)
+        return {rec.pmid: rec for rec in records}
 
     def hash_and_version(self, pmid: str) -> tuple[str, int] | None:
         row = self.conn.execute("SELECT content_hash, version FROM records WHERE pmid = ?", (pmid,)).fetchone()
@@ -90,25 +91,12 @@ class RecordStore:
         return [r[0] for r in self.conn.execute("SELECT chunk_id FROM chunks WHERE pmid = ?", (pmid,))]
 
     def chunks(self, chunk_ids: Iterable[int]) -> dict[int, Chunk]:
-        ids = list(chunk_ids)
-        out: dict[int, Chunk] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.conn.execute(
-                f"SELECT chunk_id, pmid, text, start, end FROM chunks WHERE chunk_id IN ({marks})", part
-            ):
-                out[row[0]] = Chunk(*row)
-        return out
+        sql = "SELECT chunk_id, pmid, text, start, end FROM chunks WHERE chunk_id IN ({marks})"
+        return {row[0]: Chunk(*row) for row in self._select_in(sql, chunk_ids)}
 
     def chunk_pmids(self, chunk_ids: Iterable[int]) -> dict[int, str]:
-        ids = list(chunk_ids)
-        out: dict[int, str] = {}
-        for i in range(0, len(ids), 900):
-            part = ids[i : i + 900]
-            marks = ",".join("?" * len(part))
-            out.update(self.conn.execute(f"SELECT chunk_id, pmid FROM chunks WHERE chunk_id IN ({marks})", part))
-        return out
+        sql = "SELECT chunk_id, pmid FROM chunks WHERE chunk_id IN ({marks})"
+        return {row[0]: row[1] for row in self._select_in(sql, chunk_ids)}
 
     def all_chunk_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")]
