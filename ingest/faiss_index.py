@@ -44,8 +44,11 @@ class VectorIndex:
     def ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map)
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(scores, chunk ids)`` for one query vector, best first (``-1`` ids are padding)."""
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, chunk ids)`` for one query vector, best first (``-1`` ids are padding); ``allowed`` restricts
+        the search to those chunk ids."""
         k = max(1, min(k, len(self)))
-        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed)) if allowed is not None else None
+        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k,
+                                        params=params)
         return scores[0], ids[0]

@@ -119,14 +119,6 @@ class RecordStore:
     def provenance(self) -> list[dict]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM provenance ORDER BY id")]
 
-    def sources_of(self, pmid: str) -> list[dict]:
-        rows = self.conn.execute(
-            "SELECT p.kind, p.name, p.at FROM record_sources s JOIN provenance p ON p.id = s.provenance_id "
-            "WHERE s.pmid = ? ORDER BY p.id",
-            (pmid,),
-        )
-        return [dict(r) for r in rows]
-
     # -- writes ----------------------------------------------------------------------------------------------
     def upsert(self, record: Record, content_hash: str) -> list[int]:
         """Store ``record``, replacing any older copy; return the chunk ids that were removed."""

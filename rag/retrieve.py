@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import faiss
 import numpy as np
 from pydantic import BaseModel
 
@@ -127,19 +126,14 @@ class IndexRetriever:
     # -- single rankings (best chunk per PMID, best first) ---------------------------------------------------
     def dense(self, question: str, depth: int, filters: Filters) -> list[Hit]:
         vector = self.embedder.encode([question])[0]
-        params = None
+        allowed = None
         if filters.active:
             allowed = self._allowed_chunks(filters)
             if allowed.size == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
             depth = min(depth, int(allowed.size))
-        return self._best_per_pmid(*self._faiss(vector, depth * 3, params), limit=depth, source="dense")
-
-    def _faiss(self, vector: np.ndarray, k: int, params) -> tuple[np.ndarray, np.ndarray]:
-        k = max(1, min(k, len(self.index.vectors)))
-        scores, ids = self.index.vectors.index.search(vector.reshape(1, -1), k, params=params)
-        return scores[0], ids[0]
+        scores, ids = self.index.vectors.search(vector, depth * 3, allowed)
+        return self._best_per_pmid(scores, ids, limit=depth, source="dense")
 
     def bm25(self, question: str, depth: int, filters: Filters) -> list[Hit]:
         query = fts_query(question)
