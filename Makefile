@@ -41,6 +41,7 @@ lint: $(STAMP)
 bench: $(STAMP) indexes/sample/CURRENT
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_ask.py
+	$(BIN)/python bench/bench_retrieval.py
 
 clean:
 	rm -rf $(VENV) indexes/*/ test-artifacts

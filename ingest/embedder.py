@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,11 +70,29 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress,
-            convert_to_numpy=True,
-        )
+        with _single_thread(len(texts) == 1):
+            vectors = self.model.encode(
+                texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress,
+                convert_to_numpy=True,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@contextmanager
+def _single_thread(enabled: bool) -> Iterator[None]:
+    """One short query gains nothing from intra-op threads (measured: 22 ms either way on 2 cores), so encode it on
+    one thread and leave the other cores to the BM25 search running beside it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if not enabled or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @lru_cache(maxsize=4)

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ingest.faiss_index import VectorIndex
 from ingest.manifest import STORE_FILE, VECTORS_FILE, VerifyReport, read_manifest, verify_folder
-from ingest.store import RecordStore
+from ingest.store import ChunkPmids, RecordStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEEP_VERSIONS = 2
@@ -144,6 +145,11 @@ class LoadedIndex:
         self.manifest = read_manifest(self.folder)
         self.store = RecordStore(self.folder / STORE_FILE, readonly=True)
         self.vectors = VectorIndex.load(self.folder / VECTORS_FILE)
+
+    @cached_property
+    def chunk_pmids(self) -> ChunkPmids:
+        """Chunk id -> PMID for this version, read once so ranking needs no SQL per hit."""
+        return ChunkPmids.read(self.store)
 
     @property
     def embedding_model(self) -> str:

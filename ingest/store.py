@@ -8,6 +8,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from pubmed_rag.records import Chunk, Record
 
 SCHEMA = """
@@ -97,6 +99,9 @@ class RecordStore:
     def chunk_pmids(self, chunk_ids: Iterable[int]) -> dict[int, str]:
         sql = "SELECT chunk_id, pmid FROM chunks WHERE chunk_id IN ({marks})"
         return {row[0]: row[1] for row in self._select_in(sql, chunk_ids)}
+
+    def all_pmids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT pmid FROM records ORDER BY pmid")]
 
     def all_chunk_ids(self) -> list[int]:
         return [r[0] for r in self.conn.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")]
@@ -188,3 +193,32 @@ class RecordStore:
             "GROUP BY value ORDER BY COUNT(*) DESC"
         )
         return {str(t): int(n) for t, n in rows}
+
+
+class ChunkPmids:
+    """Chunk id -> PMID for a read-only store version, held as two sorted int64 arrays (16 bytes per chunk).
+
+    Falls back to SQL lookups when a PMID is not a plain number (e.g. a JSONL corpus with other ids).
+    """
+
+    def __init__(self, store: RecordStore, chunk_ids: np.ndarray | None = None, pmids: np.ndarray | None = None):
+        self.store, self._ids, self._pmids = store, chunk_ids, pmids
+
+    @classmethod
+    def read(cls, store: RecordStore) -> ChunkPmids:
+        rows = store.conn.execute("SELECT chunk_id, pmid FROM chunks ORDER BY chunk_id").fetchall()
+        if not all(p.isdigit() and str(int(p)) == p for _, p in rows):
+            return cls(store)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        pmids = np.fromiter((int(r[1]) for r in rows), dtype=np.int64, count=len(rows))
+        return cls(store, ids, pmids)
+
+    def __call__(self, chunk_ids: Iterable[int]) -> dict[int, str]:
+        if self._ids is None:
+            return self.store.chunk_pmids(chunk_ids)
+        ids = np.fromiter(chunk_ids, dtype=np.int64)
+        if not len(self._ids) or not len(ids):
+            return {}
+        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        found = self._ids[pos] == ids
+        return {int(c): str(p) for c, p in zip(ids[found], self._pmids[pos[found]], strict=True)}

@@ -24,6 +24,10 @@ def add_parser(sub: argparse._SubParsersAction, add_setting_flags) -> None:
     p.add_argument("--index", default="eval-bioasq", help="evaluation index (built from the corpus if missing)")
     p.add_argument("--retrievers", default="bm25,dense,hybrid")
     p.add_argument("--n", type=int, help="only the first N questions")
+    p.add_argument("--qa-settings", dest="qa_settings", default="retrieval,no-retrieval",
+                   help="qa: comma-separated settings among retrieval, no-retrieval, verified")
+    p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64,
+                   help="qa verified: tokens generated per answer before verification")
     p.add_argument("--out", type=Path, help="write results JSON here")
     add_setting_flags(p)
 
@@ -73,34 +77,27 @@ def cmd_eval(args: argparse.Namespace, settings) -> int:
             results[mode] = metrics
         print(markdown_table(results))
     else:
-        results = run_qa(asker, questions, args.dataset)
-        print(json.dumps(results, indent=2))
+        results = run_qa(asker, questions, args.dataset, args.qa_settings.split(","), args.max_new_tokens)
+        summary = {name: {k: v for k, v in r.items() if k != "per_question"} for name, r in results.items()}
+        print(json.dumps(summary, indent=2))  # per-question decisions go to --out only
     if args.out:
         args.out.write_text(json.dumps({"task": args.task, "dataset": args.dataset, "n": len(questions),
                                         "index": args.index, "results": results}, indent=2))
     return 0
 
 
-def run_qa(asker, questions, dataset: str) -> dict:
-    """Yes/no(/maybe) accuracy with retrieval (the question's own abstract excluded) and without retrieval."""
+def run_qa(asker, questions, dataset: str, settings: list[str], max_new_tokens: int) -> dict:
+    """Each QA setting over the questions, with a progress bar (PubMedQA: the question's own abstract excluded)."""
     from tqdm import tqdm
 
-    from rag.evaluate import QA_SYSTEM, parse_decision, qa_metrics, qa_prompt
-    from rag.prompt import _clip
-    from rag.retrieve import Filters
+    from rag.evaluate import evaluate_qa
 
     labels = ("yes", "no", "maybe") if dataset == "pubmedqa" else ("yes", "no")
     out = {}
-    for setting in ("retrieval", "no-retrieval"):
-        predicted = []
-        for q in tqdm(questions, desc=setting, file=sys.stderr):
-            evidence_text = ""
-            if setting == "retrieval":
-                exclude = q.gold if dataset == "pubmedqa" else []
-                evidence = asker.retriever.search(q.text, asker.settings.retrieval.k, Filters(exclude_pmids=exclude))
-                evidence_text = "\n".join(f"[{e.number}] {_clip(e.passage, 400)}" for e in evidence)
-            text = "".join(asker.generator.stream(QA_SYSTEM, qa_prompt(q.text, evidence_text), 8))
-            decision = parse_decision(text)
-            predicted.append(decision if decision in labels else "no")
-        out[setting] = qa_metrics(predicted, [q.answer for q in questions], labels)
+    for setting in settings:
+        with tqdm(total=len(questions), desc=setting, file=sys.stderr) as bar:
+            started = time.perf_counter()
+            out[setting] = evaluate_qa(asker, questions, labels, setting, exclude_own=dataset == "pubmedqa",
+                                       max_new_tokens=max_new_tokens, progress=bar.update)
+            out[setting]["s_per_question"] = round((time.perf_counter() - started) / max(1, len(questions)), 2)
     return out

@@ -62,6 +62,10 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(10, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
     bm25_weight: float = Field(1.25, ge=0, description="RRF weight of the BM25 ranking.")
+    prf_docs: int = Field(0, ge=0, description="Hybrid: dense pseudo-relevance feedback from this many top fused records "
+                          "(their mean vector added to the query for a second dense search; 0 = off).")
+    prf_weight: float = Field(1.0, ge=0, description="Weight of the feedback records' mean vector and RRF weight of "
+                              "the feedback ranking.")
     grade_prior: float = Field(0.0, ge=0, description="Score bonus per study-design grade step (0 = off).")
     reranker: str = Field("", description="Optional sentence-transformers CrossEncoder path for reranking.")
 

@@ -146,12 +146,111 @@ def bioasq_corpus(corpus_path: Path, bioasq_files: Iterable[Path]) -> tuple[list
 
 QA_SYSTEM = ("You are a biomedical expert. Answer the research question with one word, yes, no or maybe, "
              "then one sentence of justification.")
+QA_SETTINGS = ("retrieval", "no-retrieval", "verified")
+_FORMS = {"yes": ("yes", "Yes"), "no": ("no", "No"), "maybe": ("maybe", "Maybe")}
 
 
 def qa_prompt(question: str, evidence_text: str) -> str:
     if evidence_text:
         return f"Evidence:\n{evidence_text}\n\nQuestion: {question}\nAnswer (yes, no or maybe):"
     return f"Question: {question}\nAnswer (yes, no or maybe):"
+
+
+def evidence_text(evidence: list) -> str:
+    """The numbered passages a QA prompt shows (each clipped to 400 characters)."""
+    from rag.prompt import _clip
+
+    return "\n".join(f"[{e.number}] {_clip(e.passage, 400)}" for e in evidence)
+
+
+def label_probabilities(generator, prompt: str, labels: tuple[str, ...]) -> dict[str, float] | None:
+    """Each label's probability (its forms 'yes', 'Yes', ... summed, renormalised over the labels) as the start of
+    the reply; ``None`` for a generator that cannot score options."""
+    if not hasattr(generator, "choose"):
+        return None
+    scores = generator.choose(QA_SYSTEM, prompt, [f for label in labels for f in _FORMS[label]])
+    probs = {label: sum(math.exp(scores[f]) for f in _FORMS[label]) for label in labels}
+    total = sum(probs.values()) or 1.0
+    return {label: p / total for label, p in probs.items()}
+
+
+def content_free_prompt(with_evidence: bool) -> str:
+    return qa_prompt("N/A", "[1] N/A" if with_evidence else "")
+
+
+def decide(generator, question: str, evidence: list, labels: tuple[str, ...],
+           content_free: dict[str, float] | None = None) -> str:
+    """The stated decision rules, for a generator that can score options (the local one):
+
+    - argmax (``content_free`` not given): the label most probable as the start of the reply;
+    - calibrated: the label whose probability is highest relative to its probability for a content-free question
+      (``content_free_prompt``: 'N/A', with 'N/A' evidence when evidence is shown; Zhao et al. 2021, "Calibrate
+      before use"). It removes the model's fixed lean towards one word, and uses no labelled data.
+
+    Any other generator: ``parse_decision`` of 8 generated tokens ('maybe' counts as 'no' where it is not a label).
+    """
+    prompt = qa_prompt(question, evidence_text(evidence))
+    probs = label_probabilities(generator, prompt, labels)
+    if probs is None:
+        decision = parse_decision("".join(generator.stream(QA_SYSTEM, prompt, 8)))
+        return decision if decision in labels else "no"
+    return pick(probs, labels, content_free)
+
+
+def pick(probs: dict[str, float], labels: tuple[str, ...], content_free: dict[str, float] | None = None) -> str:
+    """The argmax label, or with ``content_free`` the calibrated one (see ``decide``)."""
+    if content_free:
+        return max(labels, key=lambda label: probs[label] / max(content_free[label], 1e-9))
+    return max(labels, key=probs.__getitem__)
+
+
+def evaluate_qa(asker, questions: list[Question], labels: tuple[str, ...], setting: str, exclude_own: bool,
+                max_new_tokens: int = 64, progress: Callable[[int], None] | None = None) -> dict:
+    """Yes/no(/maybe) accuracy and macro-F1 in one setting, for both decision rules (``argmax``, ``calibrated``).
+
+    ``retrieval``: decide from the top-k evidence (with ``exclude_own``, the question's own PMIDs are removed from the
+    index first: PubMedQA*). ``no-retrieval``: from the question alone. ``verified``: the full ask pipeline answers
+    first (generation, citation verification, abstention); an abstention is the decision 'maybe' (or, without that
+    label, no decision, which counts as wrong); otherwise the decision is taken from the answer's evidence.
+    """
+    from rag.retrieve import Filters
+
+    if setting not in QA_SETTINGS:
+        raise ValueError(f"unknown QA setting {setting!r}; use one of {', '.join(QA_SETTINGS)}")
+    content_free = label_probabilities(asker.generator, content_free_prompt(setting != "no-retrieval"), labels)
+    rows: list[dict] = []
+    for q in questions:
+        filters = Filters(exclude_pmids=q.gold if exclude_own else [])
+        row = {"id": q.qid, "gold": q.answer, "abstained": False}
+        evidence: list = []
+        if setting == "retrieval":
+            evidence = asker.retriever.search(q.text, asker.settings.retrieval.k, filters)
+        elif setting == "verified":
+            answer = asker.ask(q.text, filters=filters, max_new_tokens=max_new_tokens)
+            row["abstained"], evidence = answer.abstained, answer.evidence
+        if row["abstained"]:
+            row["argmax"] = row["calibrated"] = "maybe" if "maybe" in labels else "abstained"
+        elif content_free is None:  # a generator that cannot score options: the parsing rule, for both
+            row["argmax"] = row["calibrated"] = decide(asker.generator, q.text, evidence, labels)
+        else:
+            probs = label_probabilities(asker.generator, qa_prompt(q.text, evidence_text(evidence)), labels)
+            row["argmax"], row["calibrated"] = pick(probs, labels), pick(probs, labels, content_free)
+        rows.append(row)
+        if progress:
+            progress(1)
+    gold = [r["gold"] for r in rows]
+    out: dict = {"n": len(rows), "content_free": {k: round(v, 4) for k, v in (content_free or {}).items()}}
+    for rule in ("argmax", "calibrated"):
+        predicted = [r[rule] for r in rows]
+        out[rule] = qa_metrics(predicted, gold, labels)
+        out[rule]["predicted"] = {x: predicted.count(x) for x in (*labels, "abstained") if x in predicted}
+        if setting == "verified":
+            answered = [(r[rule], r["gold"]) for r in rows if not r["abstained"]]
+            out[rule]["accuracy_when_answered"] = round(sum(p == g for p, g in answered) / max(1, len(answered)), 4)
+    if setting == "verified":
+        out["abstained"] = sum(r["abstained"] for r in rows)
+    out["per_question"] = rows
+    return out
 
 
 def roc_auc(positives: list[float], negatives: list[float]) -> float:
@@ -171,33 +270,39 @@ def roc_auc(positives: list[float], negatives: list[float]) -> float:
 
 
 def calibrate_support(pqal_path: Path, scorer, seed: int = 0) -> dict:
-    """Each PubMedQA conclusion sentence scored against its own abstract (positive) and a random other one."""
+    """Each PubMedQA conclusion sentence scored against its own abstract (positive), a random other one (easy
+    negative, which sets the thresholds) and the other abstract most similar to its own (hard, on-topic negative)."""
     import random
+
+    import numpy as np
 
     from rag.citations import split_sentences
 
     data = json.loads(Path(pqal_path).read_text(encoding="utf-8"))
     items = list(data.values())
+    abstracts = [" ".join(item["CONTEXTS"]) for item in items]
     others = list(range(len(items)))
     random.Random(seed).shuffle(others)
-    pos, neg = [], []
+    vectors = scorer.embedder.encode(abstracts)
+    similar = vectors @ vectors.T
+    np.fill_diagonal(similar, -np.inf)
+    pos, neg, hard = [], [], []
     for i, item in enumerate(items):
         j = others[i] if others[i] != i else (i + 1) % len(items)
         claims = split_sentences(item["LONG_ANSWER"])
-        own = " ".join(item["CONTEXTS"])
-        other = " ".join(items[j]["CONTEXTS"])
-        scores = scorer.score_matrix(claims, [own, other])
+        scores = scorer.score_matrix(claims, [abstracts[i], abstracts[j], abstracts[int(np.argmax(similar[i]))]])
         pos.extend(s[0].score for s in scores)
         neg.extend(s[1].score for s in scores)
-    import numpy as np
-
-    supported = float(np.percentile(neg, 95))  # at most 5% of mismatched citations pass as supported
-    weak = float(np.percentile(neg, 80))
-    return {"claims": len(pos), "auc": round(roc_auc(pos, neg), 4),
+        hard.extend(s[2].score for s in scores)
+    pos_a, neg_a, hard_a = np.asarray(pos), np.asarray(neg), np.asarray(hard)
+    supported = float(np.percentile(neg_a, 95))  # at most 5% of mismatched citations pass as supported
+    weak = float(np.percentile(neg_a, 80))
+    rate = lambda values, threshold: round(float(np.mean(values >= threshold)), 3)  # noqa: E731
+    return {"claims": len(pos), "auc": round(roc_auc(pos, neg), 4), "auc_hard": round(roc_auc(pos, hard), 4),
             "supported_threshold": round(supported, 3), "weak_threshold": round(weak, 3),
-            "tpr_at_supported": round(float(np.mean(np.asarray(pos) >= supported)), 3),
-            "tpr_at_weak": round(float(np.mean(np.asarray(pos) >= weak)), 3),
-            "fpr_at_weak": round(float(np.mean(np.asarray(neg) >= weak)), 3)}
+            "tpr_at_supported": rate(pos_a, supported), "tpr_at_weak": rate(pos_a, weak),
+            "fpr_at_weak": rate(neg_a, weak), "hard_fpr_at_supported": rate(hard_a, supported),
+            "hard_fpr_at_weak": rate(hard_a, weak)}
 
 
 def calibrate_abstention(asker, questions: list[Question], k: int = 5) -> dict:

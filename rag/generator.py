@@ -29,6 +29,12 @@ class Generator(Protocol):
     def stream(self, system: str, user: str, max_new_tokens: int) -> Iterator[str]: ...
 
 
+class Chooser(Protocol):
+    """A generator that can score fixed answers instead of writing free text (used for yes/no/maybe decisions)."""
+
+    def choose(self, system: str, user: str, options: list[str]) -> dict[str, float]: ...
+
+
 class GeneratorError(RuntimeError):
     """The model could not be loaded or called; the message says what to do."""
 
@@ -154,6 +160,26 @@ class LocalGenerator:
         thread.join()
         if errors:
             raise GeneratorError(f"generation failed: {errors[0]}") from errors[0]
+
+
+    def choose(self, system: str, user: str, options: list[str]) -> dict[str, float]:
+        """Log-probability of each option as the whole start of the reply: one forward pass over the prompt, plus
+        one per option longer than a token."""
+        import torch
+
+        inputs = self.prompt_ids(system, user)
+        scores: dict[str, float] = {}
+        with self._lock, torch.inference_mode():
+            first = self.model(**inputs).logits[0, -1].float().log_softmax(-1)
+            for option in options:
+                tokens = self.tokenizer(option, add_special_tokens=False)["input_ids"]
+                score = float(first[tokens[0]])
+                if len(tokens) > 1:
+                    ids = torch.cat([inputs["input_ids"], torch.tensor([tokens])], dim=1)
+                    rest = self.model(input_ids=ids).logits[0, -len(tokens) : -1].float().log_softmax(-1)
+                    score += float(sum(rest[i, t] for i, t in enumerate(tokens[1:])))
+                scores[option] = score
+        return scores
 
 
 @lru_cache(maxsize=2)

@@ -7,6 +7,9 @@ returns k matching sources whenever the index holds them.
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -122,35 +125,51 @@ class IndexRetriever:
         self.embedder = embedder
         self.settings = settings
         self._cross_encoder = None
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
     # -- single rankings (best chunk per PMID, best first) ---------------------------------------------------
     def dense(self, question: str, depth: int, filters: Filters) -> list[Hit]:
-        vector = self.embedder.encode([question])[0]
-        allowed = None
-        if filters.active:
-            allowed = self._allowed_chunks(filters)
-            if allowed.size == 0:
-                return []
+        allowed = self._allowed_chunks(filters)
+        if allowed is not None and allowed.size == 0:
+            return []
+        return self._dense_search(self.embedder.encode([question])[0], depth, allowed)
+
+    def _dense_search(self, vector: np.ndarray, depth: int, allowed: np.ndarray | None, source: str = "dense") -> list[Hit]:
+        if allowed is not None:
             depth = min(depth, int(allowed.size))
         scores, ids = self.index.vectors.search(vector, depth * 3, allowed)
-        return self._best_per_pmid(scores, ids, limit=depth, source="dense")
+        return self._best_per_pmid(scores, ids, limit=depth, source=source)
 
     def bm25(self, question: str, depth: int, filters: Filters) -> list[Hit]:
         query = fts_query(question)
         if not query:
             return []
-        where, params = filters.sql()
-        rows = self.index.store.conn.execute(
-            "SELECT f.rowid, -bm25(chunks_fts) AS s FROM chunks_fts f "
-            "JOIN chunks c ON c.chunk_id = f.rowid JOIN records r ON r.pmid = c.pmid "
-            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?",
-            [query, *params, depth * 3],
-        ).fetchall()
+        if filters.active:
+            where, params = filters.sql()
+            sql = ("SELECT f.rowid, -bm25(chunks_fts) AS s FROM chunks_fts f "
+                   "JOIN chunks c ON c.chunk_id = f.rowid JOIN records r ON r.pmid = c.pmid "
+                   f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?")
+        else:
+            sql, params = ("SELECT rowid, -bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+                           "ORDER BY s DESC LIMIT ?"), []
+        rows = self._connection().execute(sql, [query, *params, depth * 3]).fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         scores = np.array([r[1] for r in rows], dtype=np.float32)
         return self._best_per_pmid(scores, ids, limit=depth, source="bm25")
 
-    def _allowed_chunks(self, filters: Filters) -> np.ndarray:
+    def _connection(self) -> sqlite3.Connection:
+        """A read-only connection per thread, so BM25 runs in parallel with the dense search (SQLite drops the GIL)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = sqlite3.connect(f"file:{self.index.store.path}?mode=ro", uri=True,
+                                                      check_same_thread=False)
+        return conn
+
+    def _allowed_chunks(self, filters: Filters) -> np.ndarray | None:
+        """The chunk ids passing ``filters``, or ``None`` when nothing is filtered."""
+        if not filters.active:
+            return None
         where, params = filters.sql()
         rows = self.index.store.conn.execute(
             f"SELECT c.chunk_id FROM chunks c JOIN records r ON r.pmid = c.pmid WHERE {where}", params
@@ -159,7 +178,7 @@ class IndexRetriever:
 
     def _best_per_pmid(self, scores: np.ndarray, ids: np.ndarray, limit: int, source: str) -> list[Hit]:
         valid = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
-        pmids = self.index.store.chunk_pmids(i for i, _ in valid)
+        pmids = self.index.chunk_pmids(i for i, _ in valid)
         hits: dict[str, Hit] = {}
         for chunk_id, score in valid:
             pmid = pmids[chunk_id]
@@ -179,8 +198,7 @@ class IndexRetriever:
         elif mode == "bm25":
             hits = self.bm25(question, depth, filters)
         else:
-            hits = self._fuse([(self.dense(question, depth, filters), self.settings.dense_weight),
-                               (self.bm25(question, depth, filters), self.settings.bm25_weight)])
+            hits = self._hybrid(question, depth, filters)
         if self.settings.reranker:
             hits = self._rerank(question, hits[: max(k * 4, 20)])
         if self.settings.grade_prior > 0:
@@ -190,6 +208,24 @@ class IndexRetriever:
                                                               records[h.pmid].mesh)[0]
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
+
+    def _hybrid(self, question: str, depth: int, filters: Filters) -> list[Hit]:
+        """BM25 (in a worker thread) and dense, fused; then dense pseudo-relevance feedback from the fused top."""
+        allowed = self._allowed_chunks(filters)
+        if allowed is not None and allowed.size == 0:
+            return []
+        lexical = self._pool.submit(self.bm25, question, depth, filters)
+        vector = self.embedder.encode([question])[0]
+        rankings = [(self._dense_search(vector, depth, allowed), self.settings.dense_weight)]
+        rankings.append((lexical.result(), self.settings.bm25_weight))
+        hits = self._fuse(rankings)
+        if self.settings.prf_docs and hits:
+            feedback = self.index.vectors.vectors([h.chunk_id for h in hits[: self.settings.prf_docs]]).mean(axis=0)
+            expanded = vector + self.settings.prf_weight * feedback
+            expanded /= np.linalg.norm(expanded) or 1.0
+            rankings.append((self._dense_search(expanded, depth, allowed, source="feedback"), self.settings.prf_weight))
+            hits = self._fuse(rankings)
+        return hits
 
     def _rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
         """Order candidates by a sentence-transformers ``CrossEncoder`` score of (question, passage)."""

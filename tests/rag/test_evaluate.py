@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
 from rag.evaluate import (
+    QA_SYSTEM,
+    Question,
     bioasq_snippet_records,
+    calibrate_support,
+    decide,
+    evaluate_qa,
     parse_decision,
     qa_metrics,
+    qa_prompt,
     retrieval_metrics,
     roc_auc,
 )
+from rag.pipeline import Asker
+from tests.conftest import FakeGenerator, pubmedqa_questions
 
 
 def test_retrieval_metrics_by_hand():
@@ -46,3 +55,77 @@ def test_bioasq_snippet_documents_from_real_golden_file():
     first = raw[0]["snippets"][0]
     pmid = first["document"].rsplit("/", 1)[-1]
     assert " ".join(first["text"].split()) in (docs[pmid].title + " " + docs[pmid].abstract)
+
+
+class ScoringGenerator(FakeGenerator):
+    """Streams a fixed text and scores options by a fixed table (log-probabilities)."""
+
+    def __init__(self, text: str, scores: dict[str, float]) -> None:
+        super().__init__(text)
+        self.scores = scores
+        self.prompts: list[str] = []
+
+    def choose(self, system: str, user: str, options: list[str]) -> dict[str, float]:
+        self.prompts.append(user)
+        return {o: self.scores.get(o, -30.0) for o in options}
+
+
+def test_decision_rules_sum_the_forms_of_each_label():
+    log = math.log
+    scorer = ScoringGenerator("", {"yes": log(0.2), "Yes": log(0.3), "no": log(0.4), "maybe": log(0.05)})
+    labels = ("yes", "no", "maybe")
+    assert decide(scorer, "Is it?", [], labels) == "yes"  # 0.5 against 0.4
+    assert scorer.prompts[-1] == qa_prompt("Is it?", "")
+    # calibrated: 'no' is 0.42 / 0.15 of its content-free probability, 'yes' only 0.53 / 0.8
+    assert decide(scorer, "Is it?", [], labels, content_free={"yes": 0.8, "no": 0.15, "maybe": 0.05}) == "no"
+    assert decide(FakeGenerator("Maybe, the data are unclear."), "Is it?", [], ("yes", "no")) == "no"
+    assert decide(FakeGenerator("Yes, it is."), "Is it?", [], ("yes", "no")) == "yes"
+
+
+def test_real_generator_scores_the_options(asker):
+    q = pubmedqa_questions()[0]
+    evidence = asker.retriever.search(q["question"], 3)
+    forms = ["yes", "Yes", "no", "No", "maybe", "Maybe"]
+    scores = asker.generator.choose(QA_SYSTEM, qa_prompt(q["question"], "x"), forms)
+    assert set(scores) == set(forms) and all(-60 < s < 0 for s in scores.values())
+    assert sum(math.exp(s) for s in scores.values()) <= 1.0 + 1e-4  # distinct replies of one distribution
+    assert decide(asker.generator, q["question"], evidence, ("yes", "no", "maybe")) in ("yes", "no", "maybe")
+
+
+def test_qa_settings_on_real_pubmedqa_questions(asker):
+    raw = pubmedqa_questions()[:6]
+    questions = [Question(q["pmid"], q["question"], [q["pmid"]], q["final_decision"]) for q in raw]
+    gold = [q.answer for q in questions]
+    assert gold == ["yes", "no", "yes", "no", "maybe", "no"]
+    off_topic = ScoringGenerator("The stock market rose sharply on Tuesday.", {"Yes": -0.1})
+    fake = Asker(asker.settings, index="small", generator=off_topic, embedder=asker.embedder)
+    labels = ("yes", "no", "maybe")
+
+    got = evaluate_qa(fake, questions, labels, "retrieval", exclude_own=True)
+    assert got["n"] == 6 and got["argmax"]["accuracy"] == round(2 / 6, 4) and got["argmax"]["predicted"] == {"yes": 6}
+    assert off_topic.prompts[0] == qa_prompt("N/A", "[1] N/A")  # the content-free prompt, scored once
+    own = fake.index.store.get(questions[0].qid).abstract
+    assert all(own[:80] not in p for p in off_topic.prompts)  # PubMedQA*: the question's own abstract is excluded
+
+    no_retrieval = evaluate_qa(fake, questions, labels, "no-retrieval", exclude_own=True)
+    assert no_retrieval["calibrated"]["predicted"] == {"yes": 6} and off_topic.prompts[-1].startswith("Question:")
+    verified = evaluate_qa(fake, questions, labels, "verified", exclude_own=True, max_new_tokens=8)
+    # an unsupported answer makes the pipeline abstain, and an abstention is the decision 'maybe'
+    assert verified["abstained"] == 6 and verified["argmax"]["predicted"] == {"maybe": 6}
+    assert verified["argmax"]["accuracy"] == round(1 / 6, 4) and verified["argmax"]["accuracy_when_answered"] == 0.0
+    assert verified["per_question"][4] == {"id": questions[4].qid, "gold": "maybe", "abstained": True,
+                                           "argmax": "maybe", "calibrated": "maybe"}
+    yes_no = evaluate_qa(fake, questions[:2], ("yes", "no"), "verified", exclude_own=True, max_new_tokens=8)
+    assert yes_no["calibrated"]["predicted"] == {"abstained": 2} and yes_no["calibrated"]["accuracy"] == 0.0
+    with pytest.raises(ValueError, match="unknown QA setting"):
+        evaluate_qa(fake, questions, labels, "oracle", exclude_own=True)
+
+
+def test_support_calibration_on_real_pubmedqa_items(asker):
+    from tests.conftest import FIXTURES
+
+    result = calibrate_support(FIXTURES / "pubmedqa_pqal_30.json", asker.scorer)
+    assert result["claims"] == 64  # the conclusion sentences of the first 30 PubMedQA-L items
+    assert result["auc"] > 0.9 and result["auc_hard"] < result["auc"]  # on-topic negatives are harder
+    assert result["weak_threshold"] <= result["supported_threshold"]
+    assert 0 <= result["hard_fpr_at_supported"] <= 1 and result["tpr_at_supported"] > 0.8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.grading import grade
-from rag.retrieve import Filters, fts_query
+from rag.retrieve import Filters, IndexRetriever, fts_query
 from tests.conftest import pubmedqa_questions
 
 
@@ -40,6 +40,18 @@ def test_publication_type_and_mesh_filters(asker):
     assert mesh and all("Plant Leaves" in e.mesh for e in mesh)
     notices = asker.retriever.search("Retraction Note Y-box protein-1", 3, Filters(exclude_retracted=True))
     assert all(not e.retracted for e in notices)
+
+
+def test_pseudo_relevance_feedback_is_fused_and_optional(asker):
+    q = pubmedqa_questions()[0]
+    plain = asker.retriever.rank(q["question"], 5)  # off by default
+    assert plain[0].pmid == "21645374" and all("feedback" not in h.sources for h in plain)
+    on = IndexRetriever(asker.index, asker.embedder, asker.settings.retrieval.model_copy(update={"prf_docs": 3}))
+    hits = on.rank(q["question"], 5)
+    assert hits[0].pmid == "21645374" and {"dense", "bm25", "feedback"} <= set(hits[0].sources)
+    rct = on.search("asthma", 5, Filters(publication_types=["Randomized Controlled Trial"]))
+    assert [e.pmid for e in rct] == ["29768149"]  # the filter holds in the feedback search too
+    assert all(e.year == 2026 for e in on.search("children neurology outcomes", 8, Filters(year_min=2026)))
 
 
 def test_fts_query_is_escaped():
