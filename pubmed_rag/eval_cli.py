@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction, add_setting_flags) -> None:
     p.add_argument("--pubmedqa", type=Path, default=SHARED / "pubmedqa" / "test_set.json")
     p.add_argument("--index", default="eval-bioasq", help="evaluation index (built from the corpus if missing)")
     p.add_argument("--retrievers", default="bm25,dense,hybrid")
-    p.add_argument("--n", type=int, help="only the first N questions")
+    p.add_argument("--n", type=int, help="only N questions, evenly spaced through the file")
     p.add_argument("--qa-settings", dest="qa_settings", default="retrieval,no-retrieval",
                    help="qa: comma-separated settings among retrieval, no-retrieval, verified")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64,
@@ -57,7 +57,8 @@ def cmd_eval(args: argparse.Namespace, settings) -> int:
         questions = pubmedqa_questions(args.pubmedqa)
     else:
         questions = bioasq_questions(load_bioasq(args.bioasq), yesno_only=args.dataset == "bioasq-yesno")
-    questions = questions[: args.n] if args.n else questions
+    if args.n and args.n < len(questions):  # evenly spaced: PubMedQA's test file is ordered by label
+        questions = [questions[i * len(questions) // args.n] for i in range(args.n)]
     results: dict = {}
     if args.task == "calibrate":
         from rag.evaluate import calibrate_abstention, calibrate_support

@@ -68,3 +68,18 @@ def test_settings_from_env_and_flags_and_unknown_keys_rejected():
         Settings.load({"retrieval.nonsense": 1})
     bad = run("index", "list", "--retrieval.k", "0")
     assert bad.returncode != 0 and "retrieval.k" in bad.stderr
+
+
+def test_eval_qa_on_real_pubmedqa_items(small_index_dir, generator_cache, tmp_path):
+    from tests.conftest import FIXTURES
+
+    common = ["--paths.index_dir", str(small_index_dir), "--paths.cache_dir", str(generator_cache)]
+    out = tmp_path / "qa.json"
+    done = run("eval", "qa", "--dataset", "pubmedqa", "--pubmedqa", str(FIXTURES / "pubmedqa_pqal_30.json"),
+               "--index", "small", "--n", "3", "--qa-settings", "no-retrieval", "--out", str(out), *common)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())["results"]["no-retrieval"]
+    items = list(json.loads((FIXTURES / "pubmedqa_pqal_30.json").read_text()))
+    assert [r["id"] for r in result["per_question"]] == [items[0], items[10], items[20]]  # evenly spaced
+    assert result["n"] == 3 and sum(result["argmax"]["predicted"].values()) == 3
+    assert "per_question" not in json.loads(done.stdout)["no-retrieval"]  # printed summary only
