@@ -16,6 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench_ask import pct  # bench/ is on sys.path when run as a script
+
 from ingest.build import RecordsSource, ingest
 from ingest.index import IndexLayout, LoadedIndex
 from pubmed_rag.records import Deletion
@@ -37,11 +39,6 @@ def corpus_index(settings: Settings, corpus: Path, name: str, base: str) -> None
         ingest([RecordsSource("not-in-corpus", [Deletion(tuple(extra), "not-in-corpus")])], name, settings)
     else:
         ingest([RecordsSource("corpus", records)], name, settings)
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 def main() -> None:

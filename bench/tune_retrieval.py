@@ -26,12 +26,11 @@ def rankings(asker: Asker, questions, depth: int) -> list[tuple[list, list]]:
     return out
 
 
-def fuse(dense, bm25, wd: float, wb: float, k: int) -> list[str]:
-    scores: dict[str, float] = {}
-    for hits, w in ((dense, wd), (bm25, wb)):
-        for rank, h in enumerate(hits, start=1):
-            scores[h.pmid] = scores.get(h.pmid, 0.0) + w / (k + rank)
-    return sorted(scores, key=lambda p: -scores[p])[:20]
+def fuse(asker: Asker, dense, bm25, wd: float, wb: float, k: int) -> list[str]:
+    """The retriever's own fusion of cached rankings, with these weights and RRF k."""
+    settings = asker.settings.retrieval.model_copy(update={"dense_weight": wd, "bm25_weight": wb, "rrf_k": k})
+    fused = IndexRetriever(asker.index, asker.embedder, settings)._fuse([(dense, wd), (bm25, wb)])
+    return [h.pmid for h in fused[:20]]
 
 
 def main() -> None:
@@ -50,12 +49,12 @@ def main() -> None:
         return
     tune_r, report_r = rankings(asker, tune_q, args.depth), rankings(asker, report_q, args.depth)
     grid = list(itertools.product([0.5, 0.75, 1.0], [1.0, 1.25, 1.5, 2.0], [10, 30, 60]))
-    best = max(grid, key=lambda g: retrieval_metrics([fuse(d, b, *g) for d, b in tune_r],
+    best = max(grid, key=lambda g: retrieval_metrics([fuse(asker, d, b, *g) for d, b in tune_r],
                                                      [q.gold for q in tune_q])["ndcg@10"])
     print(f"tuned on {len(tune_q)} questions ({', '.join(sorted({p.parent.name for p in args.tune}))}); "
           f"best (dense_weight, bm25_weight, rrf_k) = {best}")
     for name, (wd, wb, k) in {"default RRF (1, 1, 60)": (1.0, 1.0, 60), f"tuned {best}": best}.items():
-        m = retrieval_metrics([fuse(d, b, wd, wb, k) for d, b in report_r], [q.gold for q in report_q])
+        m = retrieval_metrics([fuse(asker, d, b, wd, wb, k) for d, b in report_r], [q.gold for q in report_q])
         print(f"report set ({len(report_q)} questions) {name}: nDCG@10 {m['ndcg@10']:.3f}, "
               f"recall@20 {m['recall@20']:.3f}, MRR {m['mrr']:.3f}")
 

@@ -166,7 +166,9 @@ def evidence_text(evidence: list) -> str:
 def label_probabilities(generator, prompt: str, labels: tuple[str, ...]) -> dict[str, float] | None:
     """Each label's probability (its forms 'yes', 'Yes', ... summed, renormalised over the labels) as the start of
     the reply; ``None`` for a generator that cannot score options."""
-    if not hasattr(generator, "choose"):
+    from rag.generator import Chooser
+
+    if not isinstance(generator, Chooser):
         return None
     scores = generator.choose(QA_SYSTEM, prompt, [f for label in labels for f in _FORMS[label]])
     probs = {label: sum(math.exp(scores[f]) for f in _FORMS[label]) for label in labels}

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pubmed_rag.settings import DEFAULT_GENERATOR, GeneratorSettings
 
@@ -29,6 +29,7 @@ class Generator(Protocol):
     def stream(self, system: str, user: str, max_new_tokens: int) -> Iterator[str]: ...
 
 
+@runtime_checkable
 class Chooser(Protocol):
     """A generator that can score fixed answers instead of writing free text (used for yes/no/maybe decisions)."""
 
@@ -160,7 +161,6 @@ class LocalGenerator:
         thread.join()
         if errors:
             raise GeneratorError(f"generation failed: {errors[0]}") from errors[0]
-
 
     def choose(self, system: str, user: str, options: list[str]) -> dict[str, float]:
         """Log-probability of each option as the whole start of the reply: one forward pass over the prompt, plus
