@@ -18,7 +18,7 @@ from ingest.embedder import Embedder, load_embedder
 from ingest.faiss_index import VectorIndex
 from ingest.index import IndexLayout
 from ingest.manifest import STORE_FILE, VECTORS_FILE, read_manifest, verify_folder, write_manifest
-from ingest.sources import parse_file
+from ingest.sources import detect_format, parse_file
 from ingest.store import RecordStore, now
 from pubmed_rag.records import Deletion, IngestError, Record, Skipped
 from pubmed_rag.settings import Settings
@@ -171,13 +171,23 @@ def ingest(
 ) -> IngestSummary:
     """Add ``sources`` to index ``index`` (creating it if needed) and publish the new version atomically.
 
-    A source that fails (malformed file, truncated download) is reported in ``summary.problems``; what it yielded
-    before failing is kept, and the other sources are still read.
+    A source that fails (missing, empty, truncated or malformed file) fails the whole build with an
+    ``IngestError`` naming it: nothing is published and the served version stays as it was. With
+    ``settings.ingest.allow_partial`` the failure is reported in ``summary.problems`` instead, what the source
+    yielded before failing is kept, and the other sources are still read.
     """
     settings = settings or Settings.load()
+    allow_partial = settings.ingest.allow_partial
     layout = IndexLayout(settings.paths.index_dir, index)
     started = time.perf_counter()
     summary = IngestSummary(index=index)
+    if not allow_partial:  # a missing or unreadable file fails now, before any model loads
+        for source in sources:
+            if isinstance(source, FileSource):
+                try:
+                    detect_format(source.path)
+                except IngestError as exc:
+                    raise IngestError(_not_published(str(exc), index, layout.current())) from exc
     with layout.lock():
         previous = layout.current()
         old_manifest = read_manifest(previous) if previous else None
@@ -203,10 +213,13 @@ def ingest(
             for source in sources:
                 try:
                     run.apply(source)
-                except IngestError as exc:
-                    summary.problems.append(str(exc))
-                except OSError as exc:
-                    summary.problems.append(f"{source.name}: cannot read ({exc}).")
+                except (IngestError, OSError) as exc:
+                    problem = str(exc) if isinstance(exc, IngestError) else f"{source.name}: cannot read ({exc})."
+                    if not allow_partial:
+                        store.close()
+                        raise IngestError(_not_published(problem, index, previous)) from exc
+                    summary.problems.append(f"{problem} The records read before the error were kept "
+                                            "(ingest.allow_partial).")
             counts = store.counts()
             provenance = store.provenance()
             store.close()
@@ -236,3 +249,9 @@ def ingest(
             raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _not_published(problem: str, index: str, previous: Path | None) -> str:
+    served = f"index {index!r} still serves {previous.name}" if previous else f"index {index!r} was not created"
+    return (f"{problem} Nothing was published: {served}. To publish what could be read instead, allow a partial "
+            "build (--allow-partial, setting ingest.allow_partial).")

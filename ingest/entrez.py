@@ -9,12 +9,14 @@ every PMID esearch listed was fetched exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
+import shutil
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +26,12 @@ from urllib.parse import urlsplit
 
 from Bio import Entrez
 
+from ingest.build import IngestSummary, Progress, Source, ingest, no_progress
+from ingest.embedder import Embedder
+from ingest.index import IndexLayout
 from ingest.pubmed_xml import Item, parse_xml_bytes, parse_xml_file
 from pubmed_rag.records import IngestError, Record
-from pubmed_rag.settings import NCBISettings
+from pubmed_rag.settings import NCBISettings, Settings
 
 NCBI_EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
 MAX_ESEARCH_IDS = 10000  # PubMed's esearch returns at most this many ids
@@ -143,6 +148,7 @@ class EntrezFetcher:
 
 
 def staging_folder(root: Path, query: str, mindate: str | None, maxdate: str | None, max_records: int | None) -> Path:
+    """The resumable fetch folder of one query (same query and limits -> same folder)."""
     key = json.dumps([query, mindate, maxdate, max_records])
     return Path(root) / f"query-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
@@ -251,3 +257,34 @@ class QuerySource:
                         continue
                     seen.add(item.pmid)
                 yield item
+
+
+def ingest_query(
+    query: str,
+    index: str,
+    settings: Settings,
+    mindate: str | None = None,
+    maxdate: str | None = None,
+    max_records: int | None = None,
+    sources: Sequence[Source] = (),
+    progress: Progress = no_progress,
+    on_fetched: Callable[[FetchResult], None] | None = None,
+    embedder: Embedder | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[FetchResult, IngestSummary]:
+    """Fetch ``query`` into the index's staging fetch folder, ingest it with ``sources``, then remove the folder.
+
+    The CLI and the Library page both build from a live query through this function. A failed fetch or build
+    keeps the folder, so running the same query again resumes instead of starting over; ``on_fetched`` is called
+    between fetching and ingesting (to report the fetch before the long embedding step).
+    """
+    root = IndexLayout(settings.paths.index_dir, index).root / "fetch"
+    folder = staging_folder(root, query, mindate, maxdate, max_records)
+    result = fetch_query(query, folder, settings.ncbi, mindate, maxdate, max_records, progress=progress, sleep=sleep)
+    if on_fetched:
+        on_fetched(result)
+    summary = ingest([*sources, QuerySource(result)], index, settings, progress=progress, embedder=embedder)
+    shutil.rmtree(folder, ignore_errors=True)  # published (or already up to date): the staging copy is done with
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only if no other query's fetch is waiting to be resumed
+    return result, summary

@@ -18,13 +18,16 @@ def parse_jsonl_file(path: Path) -> Iterator[Record | Skipped]:
     path = Path(path)
     if path.stat().st_size == 0:
         raise IngestError(f"{path}: the file is empty; expected one JSON object per line.")
+    n = 0
     try:
         with open_maybe_gzip(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as handle:
             for n, line in enumerate(handle, start=1):
                 if line.strip():
                     yield record_from_json(line, f"{path}:{n}", str(path))
     except (EOFError, OSError) as exc:
-        raise IngestError(f"{path}: the file is truncated or corrupt ({exc}); earlier lines were read.") from exc
+        raise IngestError(
+            f"{path}: the file is truncated or corrupt ({exc}) after line {n}. Re-download or rewrite it."
+        ) from exc
 
 
 def record_from_json(line: str, where: str, source: str) -> Record | Skipped:

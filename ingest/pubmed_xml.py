@@ -22,10 +22,10 @@ _YEAR = re.compile(r"(1[89]\d\d|20\d\d)")
 
 def open_maybe_gzip(path: Path) -> IO[bytes]:
     """Open ``path`` for binary reading, transparently decompressing gzip."""
-    handle = open(path, "rb")
-    magic = handle.read(2)
-    handle.seek(0)
-    return gzip.GzipFile(fileobj=handle) if magic == b"\x1f\x8b" else handle
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    # gzip.open owns the file it opens; GzipFile(fileobj=...) would leave it open after close().
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
 def parse_xml_file(path: Path) -> Iterator[Item]:
@@ -43,7 +43,9 @@ def parse_xml_bytes(data: bytes, source: str) -> Iterator[Item]:
 
 
 def parse_xml_stream(handle: IO[bytes], source: str) -> Iterator[Item]:
+    """Yield the items of a PubMed XML stream; a damaged stream raises ``IngestError`` naming ``source``."""
     depth = 0
+    read = 0  # top-level elements read, for the error message
     root: Element | None = None
     try:
         for event, elem in iterparse(handle, events=("start", "end")):
@@ -60,6 +62,7 @@ def parse_xml_stream(handle: IO[bytes], source: str) -> Iterator[Item]:
             depth -= 1
             if depth != 1:
                 continue
+            read += 1
             if elem.tag == "PubmedArticle":
                 yield _article(elem.find("MedlineCitation"), elem, source)
             elif elem.tag == "MedlineCitation":
@@ -75,12 +78,12 @@ def parse_xml_stream(handle: IO[bytes], source: str) -> Iterator[Item]:
     except ParseError as exc:
         line = exc.position[0] if exc.position else "?"
         raise IngestError(
-            f"{source}: malformed XML at line {line} ({exc}); records before that point were read, the rest of "
-            "this file was not. Re-download the file."
+            f"{source}: malformed XML at line {line} ({exc}) after {read} complete records; the file is damaged "
+            "or incomplete. Re-download it."
         ) from exc
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise IngestError(
-            f"{source}: the gzip stream is truncated or corrupt ({exc}); records before that point were read. "
+            f"{source}: the gzip stream is truncated or corrupt ({exc}) after {read} complete records. "
             "Re-download the file."
         ) from exc
     if root is None:

@@ -27,7 +27,9 @@ class TqdmProgress:
         bar = self.bars.get(stage)
         if bar is None:
             unit = {"parse": "rec", "fetch": "rec", "embed": "chunk"}.get(stage, "it")
-            bar = self.bars[stage] = tqdm(desc=stage, total=total, unit=unit, file=sys.stderr, leave=True)
+            # disable=False: our bars show even where pubmed_rag.logs hides the libraries' bars (TQDM_DISABLE).
+            bar = self.bars[stage] = tqdm(desc=stage, total=total, unit=unit, file=sys.stderr, leave=True,
+                                          disable=False)
         if total is not None and bar.total != total:
             bar.total = total
         bar.update(advance)
@@ -38,10 +40,21 @@ class TqdmProgress:
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--section.name VALUE`` flag per setting, with the setting's description as help."""
     group = parser.add_argument_group("settings (also PUBMED_RAG_<SECTION>__<NAME> in the environment)")
     for name, info in iter_fields():
+        # argparse %-formats help strings: a literal '%' in a description ("1.5% of questions") must be doubled.
         group.add_argument(f"--{name}", dest=f"set:{name}", default=None, metavar="VALUE",
-                           help=info.description)
+                           help=(info.description or "").replace("%", "%%"))
+
+
+def _add_common_flags(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """``-v`` (accepted before or after the subcommand) and, on subcommands, the setting flags."""
+    # On subcommands the default is SUPPRESS so that `pubmed-rag -v ask ...` is not reset by the subparser.
+    parser.add_argument("-v", "--verbose", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="show library logging, warnings and model-loading progress bars")
+    if not top:
+        _add_setting_flags(parser)
 
 
 def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
@@ -51,7 +64,9 @@ def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pubmed-rag`` parser: one subcommand per task, every setting a flag on each."""
     parser = argparse.ArgumentParser(prog="pubmed-rag", description=__doc__.splitlines()[0])
+    _add_common_flags(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", help="build or update an index from files or a live PubMed query")
@@ -61,12 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mindate", help="earliest publication date (YYYY or YYYY/MM/DD)")
     p.add_argument("--maxdate", help="latest publication date")
     p.add_argument("--max", type=int, dest="max_records", help="fetch at most N records")
-    _add_setting_flags(p)
+    p.add_argument("--allow-partial", action="store_true", dest="allow_partial",
+                   help="publish what could be read when a file is truncated, malformed or missing (default: fail "
+                   "and keep the served version); same as --ingest.allow_partial true")
+    _add_common_flags(p)
 
     p = sub.add_parser("index", help="list, describe or verify indexes")
     p.add_argument("action", choices=["list", "info", "verify"])
     p.add_argument("name", nargs="?")
-    _add_setting_flags(p)
+    _add_common_flags(p)
 
     p = sub.add_parser("ask", help="answer a question with cited PubMed evidence")
     p.add_argument("question")
@@ -76,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens")
     p.add_argument("--retriever", choices=["hybrid", "dense", "bm25"])
     p.add_argument("--json", action="store_true", help="print the answer object as JSON")
-    _add_setting_flags(p)
+    _add_common_flags(p)
 
     p = sub.add_parser("check", help="check that cited abstracts support the claims citing them")
     p.add_argument("--claim", help="one claim")
@@ -84,45 +102,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", type=Path, help="text whose claims cite [PMID:n] or 'PMID n'")
     p.add_argument("--index", help="index name")
     p.add_argument("--json", action="store_true")
-    _add_setting_flags(p)
+    _add_common_flags(p)
 
     from pubmed_rag.eval_cli import add_parser
 
-    add_parser(sub, _add_setting_flags)
+    add_parser(sub, _add_common_flags)
     return parser
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """``pubmed-rag ingest``: build or update an index from files and/or a live PubMed query."""
     from ingest.build import FileSource, ingest
-    from ingest.entrez import EntrezError, QuerySource, fetch_query, staging_folder
-    from ingest.index import IndexLayout
+    from ingest.entrez import EntrezError, FetchResult, ingest_query
 
-    settings = _settings(args)
+    settings = _settings(args, {"ingest.allow_partial": True if args.allow_partial else None})
     name = args.index or settings.paths.default_index
     if not args.files and not args.query:
         print("error: give input files and/or --query", file=sys.stderr)
         return 2
     progress = TqdmProgress()
-    sources: list[Any] = [FileSource(f) for f in args.files]
-    fetch_dir = None
-    if args.query:
-        fetch_dir = staging_folder(IndexLayout(settings.paths.index_dir, name).root / "fetch", args.query,
-                                   args.mindate, args.maxdate, args.max_records)
-        try:
-            result = fetch_query(args.query, fetch_dir, settings.ncbi, args.mindate, args.maxdate,
-                                 args.max_records, progress=progress)
-        except EntrezError as exc:
-            progress.close()
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    files = [FileSource(f) for f in args.files]
+
+    def fetched(result: FetchResult) -> None:
         for problem in result.problems:
             print(f"warning: {problem}", file=sys.stderr)
         print(f"fetched {len(result.batches)} batches for {result.count} matching records "
               f"({result.requests} requests, {result.retries} retries)", file=sys.stderr)
-        sources.append(QuerySource(result))
+
     try:
-        summary = ingest(sources, name, settings, progress=progress)
-    except (IngestError, RuntimeError, ValueError) as exc:
+        if args.query:
+            _, summary = ingest_query(args.query, name, settings, args.mindate, args.maxdate, args.max_records,
+                                      sources=files, progress=progress, on_fetched=fetched)
+        else:
+            summary = ingest(files, name, settings, progress=progress)
+    except (EntrezError, IngestError, RuntimeError, ValueError) as exc:
         progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -130,10 +143,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for problem in summary.problems:
         print(f"warning: {problem}", file=sys.stderr)
     print(summary.line())
-    if fetch_dir is not None:
-        import shutil
-
-        shutil.rmtree(fetch_dir, ignore_errors=True)  # fetched and published: the staging copy is done with
     return 0 if summary.added + summary.replaced + summary.deleted + summary.unchanged > 0 or not summary.problems else 1
 
 
@@ -281,9 +290,13 @@ COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``pubmed-rag`` command; returns the exit status."""
     from pydantic import ValidationError
 
+    from pubmed_rag.logs import configure
+
     args = build_parser().parse_args(argv)
+    configure(verbose=args.verbose)
     try:
         return COMMANDS[args.command](args)
     except ValidationError as exc:

@@ -6,12 +6,21 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from pubmed_rag.settings import Settings
 
 SHARED = Path("..") / "shared" / "data"
 
 
-def add_parser(sub: argparse._SubParsersAction, add_setting_flags) -> None:
+def default_bioasq_files() -> list[Path]:
+    """The BioASQ golden test batches in the shared data folder (none if it is absent)."""
+    return sorted((SHARED / "bioasq").glob("Task*/*_golden.json"))
+
+
+def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the ``eval`` subcommand; ``add_common_flags`` adds the flags every subcommand shares."""
     p = sub.add_parser("eval", help="evaluate retrieval or QA on BioASQ / PubMedQA")
     p.add_argument("task", choices=["retrieval", "qa", "calibrate"])
     p.add_argument("--dataset", default="pubmedqa", choices=["bioasq", "pubmedqa", "bioasq-yesno"])
@@ -19,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, add_setting_flags) -> None:
                    help="calibrate: PubMedQA-L file (conclusions vs own and random abstracts)")
     p.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "abstracts.jsonl.gz")
     p.add_argument("--bioasq", type=Path, nargs="+",
-                   default=sorted((SHARED / "bioasq").glob("Task*/*_golden.json")), help="BioASQ golden files")
+                   help=f"BioASQ golden files (default: {SHARED / 'bioasq'}/Task*/*_golden.json)")
     p.add_argument("--pubmedqa", type=Path, default=SHARED / "pubmedqa" / "test_set.json")
     p.add_argument("--index", default="eval-bioasq", help="evaluation index (built from the corpus if missing)")
     p.add_argument("--retrievers", default="bm25,dense,hybrid")
@@ -29,10 +38,11 @@ def add_parser(sub: argparse._SubParsersAction, add_setting_flags) -> None:
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64,
                    help="qa verified: tokens generated per answer before verification")
     p.add_argument("--out", type=Path, help="write results JSON here")
-    add_setting_flags(p)
+    add_common_flags(p)
 
 
-def cmd_eval(args: argparse.Namespace, settings) -> int:
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``pubmed-rag eval``: build the evaluation index if missing, then evaluate and print the results."""
     from tqdm import tqdm
 
     from ingest.build import RecordsSource, ingest
@@ -48,6 +58,8 @@ def cmd_eval(args: argparse.Namespace, settings) -> int:
     )
     from rag.pipeline import Asker
 
+    if args.bioasq is None:  # resolved here, not when the parser is built for every command
+        args.bioasq = default_bioasq_files()
     if not IndexLayout(settings.paths.index_dir, args.index).exists():
         records, _ = bioasq_corpus(args.corpus, args.bioasq)
         print(f"building evaluation index {args.index!r} from {len(records)} documents", file=sys.stderr)
@@ -68,7 +80,7 @@ def cmd_eval(args: argparse.Namespace, settings) -> int:
         print(json.dumps(results, indent=2))
     elif args.task == "retrieval":
         for mode in args.retrievers.split(","):
-            bar = tqdm(total=len(questions), desc=mode, file=sys.stderr)
+            bar = tqdm(total=len(questions), desc=mode, file=sys.stderr, disable=False)
             started = time.perf_counter()
             metrics = evaluate_retrieval(
                 questions, lambda q, mode=mode: [h.pmid for h in asker.retriever.rank(q, 20, retriever=mode)],
@@ -96,7 +108,7 @@ def run_qa(asker, questions, dataset: str, settings: list[str], max_new_tokens: 
     labels = ("yes", "no", "maybe") if dataset == "pubmedqa" else ("yes", "no")
     out = {}
     for setting in settings:
-        with tqdm(total=len(questions), desc=setting, file=sys.stderr) as bar:
+        with tqdm(total=len(questions), desc=setting, file=sys.stderr, disable=False) as bar:
             started = time.perf_counter()
             out[setting] = evaluate_qa(asker, questions, labels, setting, exclude_own=dataset == "pubmedqa",
                                        max_new_tokens=max_new_tokens, progress=bar.update)

@@ -41,6 +41,15 @@ class EmbeddingSettings(_Section):
     threads: int = Field(0, ge=0, description="torch threads (0 = leave torch's default).")
 
 
+class IngestSettings(_Section):
+    """How a build treats a source that fails part-way."""
+
+    allow_partial: bool = Field(
+        False, description="Publish what could be read when a source fails (truncated or malformed file, missing "
+        "file); by default the build fails and the served version stays as it was.",
+    )
+
+
 class NCBISettings(_Section):
     email: str = Field("", description="Contact email NCBI asks every E-utilities user to send.")
     api_key: str = Field("", description="NCBI API key (raises the rate limit from 3 to 10 requests/s).")
@@ -124,6 +133,7 @@ class Settings(BaseSettings):
 
     paths: PathSettings = Field(default_factory=PathSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     ncbi: NCBISettings = Field(default_factory=NCBISettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 
+import pytest
+
+from ingest.build import FileSource, ingest
+from ingest.index import IndexLayout
+from pubmed_rag.cli import main
 from tests.conftest import ROOT, XML, pubmedqa_questions
 
 
@@ -36,9 +43,13 @@ def test_ask_json_and_unknown_index(small_index_dir, generator_cache):
 
 def test_ingest_and_index_commands(tmp_path):
     idx = ["--paths.index_dir", str(tmp_path)]
-    done = run("ingest", "--index", "cli", str(XML / "pubmed2.xml"), str(tmp_path / "missing.xml"), *idx)
+    # A missing input fails the build before any model loads: nothing is created.
+    missing = run("ingest", "--index", "cli", str(XML / "pubmed2.xml"), str(tmp_path / "missing.xml"), *idx)
+    assert missing.returncode == 1 and f"error: {tmp_path / 'missing.xml'}: no such file" in missing.stderr
+    assert "index 'cli' was not created" in missing.stderr and not (tmp_path / "cli" / "CURRENT").exists()
+    done = run("ingest", "--index", "cli", str(XML / "pubmed2.xml"), *idx)
     assert done.returncode == 0, done.stderr
-    assert "index 'cli' v0001: 2 added" in done.stdout and "missing.xml: no such file" in done.stderr
+    assert "index 'cli' v0001: 2 added" in done.stdout
     listed = run("index", "list", *idx)
     assert listed.stdout.startswith("cli\t2 records")
     info = json.loads(run("index", "info", "cli", *idx).stdout)
@@ -61,7 +72,6 @@ def test_settings_from_env_and_flags_and_unknown_keys_rejected():
     finally:
         for k, v in old.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    import pytest
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError):
@@ -83,3 +93,140 @@ def test_eval_qa_on_real_pubmedqa_items(small_index_dir, generator_cache, tmp_pa
     assert [r["id"] for r in result["per_question"]] == [items[0], items[10], items[20]]  # evenly spaced
     assert result["n"] == 3 and sum(result["argmax"]["predicted"].values()) == 3
     assert "per_question" not in json.loads(done.stdout)["no-retrieval"]  # printed summary only
+
+
+# One flag each subcommand's help must list, besides the settings flags every subcommand has.
+HELP_FLAGS = {"ingest": "--allow-partial", "index": "{list,info,verify}", "ask": "--max-new-tokens",
+              "check": "--claim", "eval": "--qa-settings"}
+
+
+@pytest.mark.parametrize("command", sorted(HELP_FLAGS))
+def test_help_of_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: pubmed-rag {command} ")
+    assert HELP_FLAGS[command] in out and "--paths.index_dir VALUE" in out and "-v, --verbose" in out
+    # Descriptions with a literal '%' (the reason --help used to crash) come through as written.
+    flat = " ".join(out.split())
+    assert "abstains on 1.5% of PubMedQA questions" in flat and "(5% of mismatches pass)" in flat
+
+
+def test_top_level_help_and_verbose_before_or_after_the_command(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0 and "{ingest,index,ask,check,eval}" in capsys.readouterr().out
+    from pubmed_rag.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["-v", "index", "list"]).verbose is True
+    assert parser.parse_args(["index", "list", "-v"]).verbose is True
+    assert parser.parse_args(["index", "list"]).verbose is False
+
+
+@pytest.fixture
+def restore_logging():
+    """Let a test call pubmed_rag.logs.configure without leaking its process-wide changes."""
+    import transformers
+
+    env = {var: os.environ.pop(var, None) for var in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS",
+                                                       "TQDM_DISABLE")}
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.logging.is_progress_bar_enabled()
+    levels = {name: logging.getLogger(name).level for name in ("sentence_transformers", "huggingface_hub")}
+    root = logging.getLogger().level
+    with warnings.catch_warnings():
+        yield transformers
+    transformers.logging.set_verbosity(verbosity)
+    transformers.logging.enable_progress_bar() if bars else transformers.logging.disable_progress_bar()
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().setLevel(root)
+    for var, value in env.items():
+        os.environ.pop(var, None) if value is None else os.environ.__setitem__(var, value)
+
+
+def test_library_chatter_is_off_by_default_and_on_with_verbose(restore_logging):
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    from pubmed_rag.logs import configure
+
+    transformers = restore_logging
+    configure(verbose=False)
+    assert transformers.logging.get_verbosity() == logging.ERROR
+    assert not transformers.logging.is_progress_bar_enabled() and are_progress_bars_disabled()
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "error" and os.environ["TQDM_DISABLE"] == "1"
+    assert logging.getLogger("sentence_transformers").getEffectiveLevel() == logging.ERROR
+    # The tokenizer's "sequence length is longer than the specified maximum" warning is a transformers warning.
+    assert not transformers.logging.get_logger("transformers.tokenization_utils_base").isEnabledFor(logging.WARNING)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn_explicit("library chatter", UserWarning, "x.py", 1, module="transformers.modeling_utils")
+        warnings.warn_explicit("ours", UserWarning, "y.py", 1, module="ingest.build")
+    assert [str(w.message) for w in caught] == ["ours"]
+
+    configure(verbose=True)
+    assert transformers.logging.get_verbosity() == logging.WARNING
+    assert transformers.logging.is_progress_bar_enabled()
+    assert "TQDM_DISABLE" not in os.environ and "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+    assert logging.getLogger("sentence_transformers").getEffectiveLevel() == logging.INFO
+    assert transformers.logging.get_logger("transformers.tokenization_utils_base").isEnabledFor(logging.WARNING)
+
+
+def test_our_progress_bars_show_where_library_bars_are_hidden():
+    # TQDM_DISABLE is what configure() sets: a library's plain tqdm bar is hidden, our ingest bars are not.
+    code = ("from tqdm import tqdm\nfrom pubmed_rag.cli import TqdmProgress\n"
+            "for _ in tqdm(range(3), desc='library-bar'): pass\n"
+            "p = TqdmProgress(); p('parse', 31, 31); p.close()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "TQDM_DISABLE": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "library-bar" not in done.stderr and "parse: 100%" in done.stderr and "31/31" in done.stderr
+
+
+def test_index_list_prints_nothing_on_stderr(settings, embedder):
+    ingest([FileSource(XML / "pubmed2.xml")], "quiet", settings, embedder=embedder)
+    done = run("index", "list", "--paths.index_dir", str(settings.paths.index_dir))
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("quiet\t2 records\t")
+
+
+def test_truncated_baseline_file_publishes_nothing(settings, embedder, tmp_path):
+    idx = ["--paths.index_dir", str(settings.paths.index_dir)]
+    ingest([FileSource(XML / "pubmed2.xml")], "daily", settings, embedder=embedder)
+    layout = IndexLayout(settings.paths.index_dir, "daily")
+    manifest = (layout.current() / "manifest.json").read_text()
+    listed = run("index", "list", *idx).stdout
+    assert listed.startswith("daily\t2 records\t")
+    cut = tmp_path / "pubmed26n1334.xml.gz"  # a partial download of the real 2026 baseline subset
+    data = (XML / "pubmed26n1334.xml.gz").read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 5])
+
+    failed = run("ingest", "--index", "daily", str(cut), *idx)
+    assert failed.returncode == 1
+    assert f"error: {cut}: the gzip stream is truncated or corrupt" in failed.stderr
+    assert "after 8 complete records" in failed.stderr
+    assert "Nothing was published: index 'daily' still serves v0001" in failed.stderr and "--allow-partial" in failed.stderr
+    assert failed.stdout == ""
+    assert (layout.root / "CURRENT").read_text() == "v0001"
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["v0001"]  # no staging folder left behind
+    assert (layout.current() / "manifest.json").read_text() == manifest
+    assert run("index", "list", *idx).stdout == listed
+
+    partial = run("ingest", "--index", "daily", str(cut), "--allow-partial", *idx)
+    assert partial.returncode == 0, partial.stderr
+    assert "index 'daily' v0002: 8 added" in partial.stdout
+    assert f"warning: {cut}: the gzip stream is truncated" in partial.stderr and "were kept" in partial.stderr
+    assert run("index", "list", *idx).stdout.startswith("daily\t10 records\t")
+
+
+def test_ingest_query_fetches_indexes_and_removes_the_staging_folder(tmp_path):
+    from tests.eutils_server import EUtilsServer
+
+    with EUtilsServer() as server:
+        done = run("ingest", "--index", "q", "--query", "obesity AND 2026[dp]", "--max", "15",
+                   "--ncbi.base_url", server.url, "--ncbi.batch_size", "10", "--paths.index_dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "fetched 2 batches for 30 matching records (3 requests, 0 retries)" in done.stderr
+    assert "index 'q' v0001: 15 added" in done.stdout
+    assert (tmp_path / "q" / "CURRENT").exists() and not (tmp_path / "q" / "fetch").exists()

@@ -17,6 +17,7 @@ from ingest.index import IndexLayout, LoadedIndex, UnknownIndexError, list_index
 from ingest.manifest import STORE_FILE
 from ingest.pubmed_xml import parse_xml_file
 from pubmed_rag.records import Deletion, IngestError, Record
+from pubmed_rag.settings import Settings
 from tests.conftest import ROOT, XML
 
 
@@ -71,7 +72,59 @@ def test_newer_version_replaces_older(settings, embedder):
     assert LoadedIndex(settings.paths.index_dir, "v").store.get("27797938").title.endswith("(corrected)")
 
 
-def test_bad_inputs_reported_and_others_ingested(settings, embedder, tmp_path):
+def truncated_baseline(tmp_path):
+    """The real 2026 baseline subset cut after 40% of its bytes, as a partial download leaves it (8 whole records)."""
+    cut = tmp_path / "pubmed26n1334.xml.gz"
+    data = (XML / "pubmed26n1334.xml.gz").read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 5])
+    return cut
+
+
+def test_source_error_mid_file_fails_the_build_and_publishes_nothing(settings, embedder, tmp_path):
+    ingest([FileSource(XML / "pubmed2.xml")], "d", settings, embedder=embedder)
+    layout = IndexLayout(settings.paths.index_dir, "d")
+    manifest = (layout.current() / "manifest.json").read_text()
+    cut = truncated_baseline(tmp_path)
+    with pytest.raises(IngestError) as failed:
+        ingest([FileSource(XML / "pubmed4.xml"), FileSource(cut)], "d", settings, embedder=embedder)
+    assert str(failed.value).startswith(f"{cut}: the gzip stream is truncated or corrupt")
+    assert "after 8 complete records" in str(failed.value)
+    assert "Nothing was published: index 'd' still serves v0001" in str(failed.value)
+    # The good file given with it was not published either; no staging folder is left.
+    assert (layout.root / "CURRENT").read_text() == "v0001"
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["v0001"]
+    assert (layout.current() / "manifest.json").read_text() == manifest
+    index = LoadedIndex(settings.paths.index_dir, "d")
+    assert index.store.get("27797938") is None and index.manifest["counts"]["records"] == 2
+
+    # Malformed XML mid-file (a real record cut open) fails the same way and names the file and line.
+    raw = gzip.open(XML / "pubmed26n1334.xml.gz").read()
+    at = raw.index(b"<PubmedArticle>", 20000)
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(raw[:at] + b"<PubmedArticle><MedlineCitation><PMID>1</PMID></Broken>" + raw[at:])
+    with pytest.raises(IngestError, match=rf"^{broken}: malformed XML at line \d+ .* Nothing was published"):
+        ingest([FileSource(broken)], "d", settings, embedder=embedder)
+    assert (layout.root / "CURRENT").read_text() == "v0001"
+
+    # A new index is not created from a failed build.
+    with pytest.raises(IngestError, match="index 'fresh' was not created"):
+        ingest([FileSource(cut)], "fresh", settings, embedder=embedder)
+    assert list_indexes(settings.paths.index_dir) == ["d"]
+
+
+def test_allow_partial_from_the_environment_publishes_what_was_read(settings, embedder, tmp_path, monkeypatch):
+    ingest([FileSource(XML / "pubmed2.xml")], "p", settings, embedder=embedder)
+    monkeypatch.setenv("PUBMED_RAG_INGEST__ALLOW_PARTIAL", "true")
+    partial = Settings.load({"paths.index_dir": str(settings.paths.index_dir)})
+    assert partial.ingest.allow_partial is True
+    summary = ingest([FileSource(truncated_baseline(tmp_path))], "p", partial, embedder=embedder)
+    assert (summary.added, summary.version) == (8, "v0002")
+    assert "truncated or corrupt" in summary.problems[0] and "were kept" in summary.problems[0]
+    assert LoadedIndex(settings.paths.index_dir, "p").manifest["counts"]["records"] == 10
+
+
+def test_bad_inputs_reported_and_others_ingested_when_partial_builds_are_allowed(settings, embedder, tmp_path):
+    settings.ingest.allow_partial = True
     empty = tmp_path / "empty.xml"
     empty.write_bytes(b"")
     truncated = tmp_path / "pubmed26n1335.xml.gz"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ingest.build import ingest
-from ingest.entrez import EntrezError, QuerySource, fetch_query
-from ingest.index import LoadedIndex
+from ingest.entrez import EntrezError, QuerySource, fetch_query, ingest_query, staging_folder
+from ingest.index import IndexLayout, LoadedIndex
 from pubmed_rag.settings import NCBISettings
 from tests.eutils_server import EUtilsServer
 
@@ -63,3 +63,26 @@ def test_max_records(tmp_path):
         result = fetch_query("q", tmp_path, ncbi(server.url), max_records=15)
         assert len(result.pmids) == 15
         assert [p["retmax"] for e, p in server.requests if e == "efetch.fcgi"] == ["10", "5"]
+
+
+def test_ingest_query_resumes_after_a_failure_and_removes_its_staging_folder(settings, embedder):
+    query = "obesity AND 2026[dp]"
+    root = IndexLayout(settings.paths.index_dir, "live").root
+    folder = staging_folder(root / "fetch", query, None, "2026", 25)
+    with EUtilsServer() as server:
+        server.faults = {"efetch-20": ["500"] * 10}
+        failing = settings.model_copy(update={"ncbi": ncbi(server.url, max_retries=1)})
+        with pytest.raises(EntrezError):
+            ingest_query(query, "live", failing, maxdate="2026", max_records=25, embedder=embedder)
+    # A failed run keeps what it fetched, so the same query resumes.
+    assert sorted(p.name for p in folder.glob("batch-*.xml")) == ["batch-00000000.xml", "batch-00000010.xml"]
+    with EUtilsServer() as server:
+        seen = []
+        result, summary = ingest_query(query, "live", settings.model_copy(update={"ncbi": ncbi(server.url)}),
+                                       maxdate="2026", max_records=25, on_fetched=seen.append, embedder=embedder)
+        assert server.served == {"efetch-20": 1}
+    assert seen == [result] and result.folder == folder and len(result.pmids) == 25
+    assert (summary.added, summary.version) == (25, "v0001")
+    assert not folder.exists() and not (root / "fetch").exists()
+    index = LoadedIndex(settings.paths.index_dir, "live")
+    assert index.manifest["counts"]["records"] == 25 and index.manifest["sources"][0]["name"] == query

@@ -134,10 +134,11 @@ def test_malformed_xml_names_file_and_keeps_earlier_records(tmp_path):
     bad = tmp_path / "bad.xml"
     bad.write_bytes(raw[:cut] + b"<PubmedArticle><MedlineCitation><PMID>1</PMID></Broken>" + raw[cut:])
     got = []
-    with pytest.raises(IngestError, match=r"bad\.xml: malformed XML at line"):
+    with pytest.raises(IngestError, match=r"bad\.xml: malformed XML at line") as failed:
         for item in parse_xml_file(bad):
             got.append(item)
     assert len(got) >= 1 and all(isinstance(g, Record) for g in got)
+    assert f"after {len(got)} complete records" in str(failed.value)
 
 
 def test_truncated_gzip(tmp_path):

@@ -105,6 +105,10 @@ def test_library_page_builds_an_index_from_a_pubmed_query(ui_env, monkeypatch):
         assert not at.exception
         assert any("index 'from-query' v0001: 30 added" in s.value for s in at.success), [e.value for e in at.error]
         assert any(e == "efetch.fcgi" and p["email"] == "librarian@example.org" for e, p in server.requests)
+        assert "Fetched 3 batches for 30 matching records" in texts(at)
+    # Built through ingest.entrez.ingest_query, as the CLI does: the staging fetch folder went with the publish.
+    index_root = ui_env.paths.index_dir / "from-query"
+    assert (index_root / "CURRENT").exists() and not (index_root / "fetch").exists()
     listed = AppTest.from_file(str(PAGES / "library.py"), default_timeout=120)
     listed.run()
     assert "from-query" in set(listed.dataframe[0].value["index"])

@@ -47,17 +47,29 @@ def app_url(small_index_dir: Path, generator_cache: Path):
     proc.wait(timeout=20)
 
 
-@pytest.mark.browser
-def test_ask_in_a_real_browser_and_screenshot_each_page(app_url):
+def launch(p):
+    """Debian's Chromium, headless, with no background traffic."""
     assert Path(CHROMIUM).exists(), "make test installs Debian's chromium"
     ARTIFACTS.mkdir(exist_ok=True)
+    return p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+def assert_no_deploy_toolbar(page) -> None:
+    """.streamlit/config.toml sets client.toolbarMode = "minimal": no "Deploy" button for readers."""
+    expect(page.locator('[data-testid="stAppDeployButton"]')).to_have_count(0)
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_ask_in_a_real_browser_and_screenshot_each_page(app_url):
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         page.goto(app_url, wait_until="networkidle")
         expect(page.get_by_text("Ask PubMed evidence")).to_be_visible(timeout=60000)
+        assert_no_deploy_toolbar(page)
         page.get_by_label("Question").fill("Does as-needed budesonide-formoterol reduce exacerbations in mild asthma?")
         page.get_by_role("button", name="Ask").click()
         link = page.get_by_role("link", name="PMID 29768149")
@@ -83,4 +95,26 @@ def test_ask_in_a_real_browser_and_screenshot_each_page(app_url):
         page.get_by_role("button", name="Check").click()
         expect(page.get_by_role("link", name="PMID 29768149")).to_be_visible(timeout=120000)
         page.screenshot(path=str(ARTIFACTS / "citations.png"), full_page=True)
+        browser.close()
+
+
+@pytest.mark.browser
+def test_pages_at_phone_width(app_url):
+    """Each page at a phone's viewport (390 x 844 CSS pixels): it renders, fits the width, and has no Deploy button."""
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                has_touch=True)
+        # Each page with the element it renders last (Streamlit streams elements after "networkidle").
+        pages = (("", "Ask PubMed evidence", page.get_by_role("button", name="Ask")),
+                 ("/library", "Index library", page.get_by_text("Records per publication year")),
+                 ("/citations", "Check citations", page.get_by_label("Text with cited claims")))
+        for path, heading, last in pages:
+            page.goto(app_url + path, wait_until="networkidle")
+            expect(page.get_by_text(heading)).to_be_visible(timeout=60000)
+            expect(last).to_be_visible(timeout=60000)
+            assert_no_deploy_toolbar(page)
+            # Nothing wider than the screen: the page itself must not scroll sideways.
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            page.screenshot(path=str(ARTIFACTS / f"{path.strip('/') or 'ask'}-phone.png"), full_page=True)
         browser.close()

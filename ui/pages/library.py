@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from ingest.build import FileSource, ingest
-from ingest.entrez import EntrezError, QuerySource, fetch_query, staging_folder
-from ingest.index import IndexLayout, LoadedIndex, index_info, list_indexes, verify_index
+from ingest.build import FileSource, IngestSummary, ingest
+from ingest.entrez import EntrezError, FetchResult, ingest_query
+from ingest.index import LoadedIndex, index_info, list_indexes, verify_index
 from pubmed_rag.records import IngestError
 from ui.common import settings
 
@@ -75,16 +76,27 @@ class StreamlitProgress:
         self.bars[stage] = (bar, done, known)
 
 
-def run_ingest(sources: list, name: str) -> None:
-    progress = StreamlitProgress()
+def run_ingest(build: Callable[[StreamlitProgress], IngestSummary], name: str) -> None:
+    """Run ``build`` with progress bars and show its outcome; a failed build leaves the served version as it was."""
     try:
-        summary = ingest(sources, name, cfg, progress=progress)
+        summary = build(StreamlitProgress())
+    except EntrezError as exc:
+        st.error(str(exc))
+        return
     except (IngestError, RuntimeError, ValueError) as exc:
         st.error(f"Build failed; the previous version of {name!r} is still served. {exc}")
         return
     for problem in summary.problems:
         st.warning(problem)
     st.success(summary.line())
+
+
+def show_fetch(result: FetchResult) -> None:
+    """Report a finished fetch before the embedding step starts."""
+    for problem in result.problems:
+        st.warning(problem)
+    st.caption(f"Fetched {len(result.batches)} batches for {result.count} matching records "
+               f"({result.requests} requests, {result.retries} retries).")
 
 
 query_tab, files_tab = st.tabs(["From a PubMed query", "From files"])
@@ -97,15 +109,10 @@ with query_tab, st.form("query_form"):
     maxdate = col2.text_input("To date")
     max_records = st.number_input("Max records", min_value=1, max_value=100000, value=500)
     if st.form_submit_button("Fetch and index") and query:
-        ncbi = cfg.ncbi.model_copy(update={"email": email, "api_key": api_key})
-        folder = staging_folder(IndexLayout(cfg.paths.index_dir, target).root / "fetch", query, mindate or None,
-                                maxdate or None, int(max_records))
-        try:
-            result = fetch_query(query, folder, ncbi, mindate or None, maxdate or None, int(max_records),
-                                 progress=StreamlitProgress())
-            run_ingest([QuerySource(result)], target)
-        except EntrezError as exc:
-            st.error(str(exc))
+        query_cfg = cfg.model_copy(update={"ncbi": cfg.ncbi.model_copy(update={"email": email, "api_key": api_key})})
+        run_ingest(lambda progress: ingest_query(query, target, query_cfg, mindate or None, maxdate or None,
+                                                 int(max_records), progress=progress, on_fetched=show_fetch)[1],
+                   target)
 
 with files_tab, st.form("files_form"):
     uploads = st.file_uploader("PubMed XML (.xml, .xml.gz), MEDLINE text or JSONL files", accept_multiple_files=True)
@@ -116,4 +123,4 @@ with files_tab, st.form("files_form"):
                 path = Path(tmp) / Path(upload.name).name
                 path.write_bytes(upload.getvalue())
                 paths.append(path)
-            run_ingest([FileSource(p) for p in paths], target)
+            run_ingest(lambda progress: ingest([FileSource(p) for p in paths], target, cfg, progress=progress), target)
