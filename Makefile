@@ -22,13 +22,16 @@ $(STAMP): pyproject.toml
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# The sample's data files in name order; ui/first_run.py (the app's first-run build) reads the same list.
+SAMPLE_FILES := $(sort $(wildcard data/sample/*.jsonl.gz data/sample/*.xml data/sample/*.xml.gz))
+
 indexes/sample/CURRENT: | $(STAMP)
-	$(BIN)/pubmed-rag ingest --index sample data/sample/abstracts.jsonl.gz data/sample/pubmed26n1334.xml.gz \
-		data/sample/pubmed26n1335.xml.gz data/sample/pubmed-29768149.xml data/sample/pubmed4.xml
+	$(BIN)/pubmed-rag ingest --index sample $(SAMPLE_FILES)
 
 sample-index: indexes/sample/CURRENT
 
-demo: $(STAMP) indexes/sample/CURRENT
+# The app starts at once; if the sample index is missing it builds it, showing the progress on its first screen.
+demo: $(STAMP)
 	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $${PORT:-8501} \
 		--server.headless true --browser.gatherUsageStats false
 

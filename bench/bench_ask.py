@@ -25,7 +25,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--questions", type=Path, default=ROOT / "data" / "sample" / "pubmedqa_questions.json")
+    parser.add_argument("--questions", type=Path, default=ROOT / "tests" / "fixtures" / "pubmedqa_questions.json")
     parser.add_argument("--index", default="sample")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--max-new-tokens", type=int, default=128)

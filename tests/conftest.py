@@ -1,4 +1,4 @@
-"""Shared fixtures: real records from tests/fixtures and data/sample, built into small real indexes."""
+"""Shared fixtures: real records from tests/fixtures, built into small real indexes."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ from pubmed_rag.settings import Settings
 ROOT = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 XML = FIXTURES / "pubmed_xml"
-SAMPLE = ROOT / "data" / "sample"
+SAMPLE = ROOT / "data" / "sample"  # the demo's data (data/sample/SOURCES.md)
+# The tests' abstracts: the first 120 PubMedQA abstracts (with year and MeSH) and the first 60 BC5CDR abstracts of
+# the shared corpus, in that order (written by data/make_sample.py).
+SAMPLE_ABSTRACTS = FIXTURES / "sample_abstracts.jsonl.gz"
 
 
 def sample_records(n: int, source: str | None = None) -> list:
-    """The first ``n`` real abstracts of the bundled sample (optionally of one source)."""
+    """The first ``n`` real abstracts of the tests' abstracts file (optionally of one source)."""
     out = []
-    with gzip.open(SAMPLE / "abstracts.jsonl.gz", "rt", encoding="utf-8") as handle:
+    with gzip.open(SAMPLE_ABSTRACTS, "rt", encoding="utf-8") as handle:
         for i, line in enumerate(handle):
             if source and json.loads(line)["source"] != source:
                 continue
@@ -34,7 +37,8 @@ def sample_records(n: int, source: str | None = None) -> list:
 
 
 def pubmedqa_questions() -> list[dict]:
-    return json.loads((SAMPLE / "pubmedqa_questions.json").read_text())
+    """40 questions of PubMedQA's test split whose abstracts are among the tests' abstracts."""
+    return json.loads((FIXTURES / "pubmedqa_questions.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,17 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing too
 
+from ui.first_run import building_page, sample_build  # noqa: E402 - needs the path above
+
 st.set_page_config(page_title="pubmed-rag", page_icon="📚", layout="wide")
-pages = st.navigation([
-    st.Page("pages/ask.py", title="Ask", icon="❓", default=True),
-    st.Page("pages/library.py", title="Library", icon="🗂️"),
-    st.Page("pages/citations.py", title="Citations", icon="🔎"),
-])
+build = sample_build()
+if build is not None:  # first run: the sample index is being built; the pages open when it is published
+    pages = st.navigation([st.Page(lambda: building_page(build), title="Setting up", icon="⏳", url_path="setup")],
+                          position="hidden")
+else:
+    pages = st.navigation([
+        st.Page("pages/ask.py", title="Ask", icon="❓", default=True),
+        st.Page("pages/library.py", title="Library", icon="🗂️"),
+        st.Page("pages/citations.py", title="Citations", icon="🔎"),
+    ])
 pages.run()

@@ -18,7 +18,7 @@ from ingest.manifest import STORE_FILE
 from ingest.pubmed_xml import parse_xml_file
 from pubmed_rag.records import Deletion, IngestError, Record
 from pubmed_rag.settings import Settings
-from tests.conftest import ROOT, XML
+from tests.conftest import ROOT, SAMPLE_ABSTRACTS, XML
 
 
 def test_build_update_delete_verify(settings, embedder):
@@ -164,7 +164,7 @@ def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
     ingest([FileSource(XML / "pubmed2.xml")], "k", settings, embedder=embedder)
     before = json.loads((IndexLayout(settings.paths.index_dir, "k").current() / "manifest.json").read_text())
     big = tmp_path / "big.jsonl.gz"
-    with gzip.open(ROOT / "data" / "sample" / "abstracts.jsonl.gz") as src:
+    with gzip.open(SAMPLE_ABSTRACTS) as src:
         big.write_bytes(gzip.compress(src.read()))
     cmd = [sys.executable, "-m", "pubmed_rag.cli", "ingest", "--index", "k", str(big),
            "--paths.index_dir", str(settings.paths.index_dir)]
@@ -173,7 +173,7 @@ def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not any((p / STORE_FILE).exists() for p in versions.glob(".tmp-*")):
         time.sleep(0.2)
-    time.sleep(3)  # well inside embedding the 1,500 records
+    time.sleep(3)  # well inside embedding the 180 records (the first 256 passages take about 20 s)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # The old version is still served, intact.

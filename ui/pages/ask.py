@@ -9,6 +9,7 @@ from rag.grading import FILTER_TYPES
 from rag.pipeline import QuestionError
 from rag.retrieve import Evidence, Filters
 from ui.common import DISCLAIMER, asker, index_picker, md_escape
+from ui.examples import example_asked, example_buttons
 
 _VERDICT = {"supported": ("✅", "green"), "weak": ("⚠️", "orange"), "unsupported": ("❌", "red"),
             "uncited": ("❔", "red")}
@@ -27,6 +28,8 @@ with st.sidebar:
 question = st.text_area("Question", key="question", height=80,
                         placeholder="e.g. Does as-needed budesonide-formoterol reduce exacerbations in mild asthma?")
 ask = st.button("Ask", type="primary", disabled=index is None)
+example_buttons(index)  # one click puts an example in the question box and asks it
+ask = ask or example_asked()
 
 
 def card(ev: Evidence, highlight: set[str]) -> None:
