@@ -1,6 +1,14 @@
-"""Ask latency on the sample index: retrieval p50/p95, first token, decode tokens/s, total, peak RSS.
+"""Ask latency, the evidence-first answer side by side with the previous (generated) design, same questions.
 
-    python bench/bench_ask.py [--index sample] [--n 20] [--max-new-tokens 128]
+Per question, interleaved: retrieval alone; the evidence-first answer (time from the end of retrieval until the
+key findings are ready, first bottom-line token, total); the previous design (first token, total). Also decode
+speed and peak RSS. Models are loaded and warmed up before timing.
+
+    python bench/bench_ask.py [--index eval-bioasq-answers] [--n 20]
+
+Questions: BioASQ yes/no and summary questions (evenly spaced) from ../shared/data/bioasq against the answers
+evaluation index (`pubmed-rag eval answers` builds it); ``--questions FILE`` takes a PubMedQA-style list
+(``question``, ``pmid``) instead, e.g. tests/fixtures/pubmedqa_questions.json with an index holding those abstracts.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import time
 from pathlib import Path
 
 from pubmed_rag.settings import Settings
+from rag.evaluate import bioasq_answer_questions
 from rag.pipeline import Asker
 
 ROOT = Path(__file__).parents[1]
@@ -25,37 +34,63 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--questions", type=Path, default=ROOT / "tests" / "fixtures" / "pubmedqa_questions.json")
-    parser.add_argument("--index", default="sample")
+    parser.add_argument("--questions", type=Path, help="PubMedQA-style JSON list (default: BioASQ from ../shared)")
+    parser.add_argument("--index", default="eval-bioasq-answers")
     parser.add_argument("--n", type=int, default=20)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--precision", default="int8")
     args = parser.parse_args()
-    questions = json.loads(args.questions.read_text())[: args.n]
-    settings = Settings.load({"generator.precision": args.precision})
+    if args.questions:
+        questions = [{"question": q["question"], "gold": [q["pmid"]]} for q in json.loads(args.questions.read_text())]
+    else:
+        files = sorted((ROOT.parent / "shared" / "data" / "bioasq").glob("Task*/*_golden.json"))
+        questions = [{"question": q["body"], "gold": q["gold"]} for q in bioasq_answer_questions(files)]
+    questions = [questions[i * len(questions) // args.n] for i in range(min(args.n, len(questions)))]
+    settings = Settings.load()
     asker = Asker(settings, index=args.index)
-    asker.ask(questions[0]["question"], max_new_tokens=8)  # load and warm up
-    retrieve, first, total, decode, found = [], [], [], [], 0
+    asker.ask(questions[0]["question"])  # load and warm up both paths
+    asker.ask(questions[0]["question"], mode="generated", max_new_tokens=8)
+    rows: dict[str, list[float]] = {k: [] for k in ("retrieve", "findings", "first", "total", "old_first",
+                                                    "old_total", "decode", "old_decode")}
+    found = survived = abstained = 0
     for q in questions:
         t = time.perf_counter()
         asker.retriever.search(q["question"], settings.retrieval.k)
-        retrieve.append(time.perf_counter() - t)
-        answer = asker.ask(q["question"], max_new_tokens=args.max_new_tokens)
-        found += q["pmid"] in [e.pmid for e in answer.evidence]
-        if answer.timings.first_token is None:
-            continue
-        first.append(answer.timings.first_token)
-        total.append(answer.timings.total)
-        gen_after_first = answer.timings.generate - (answer.timings.first_token - answer.timings.retrieve)
-        if answer.new_tokens > 1 and gen_after_first > 0:
-            decode.append((answer.new_tokens - 1) / gen_after_first)
+        rows["retrieve"].append(time.perf_counter() - t)
+        new = asker.ask(q["question"])
+        old = asker.ask(q["question"], mode="generated")
+        found += bool(set(q["gold"]) & {e.pmid for e in new.evidence})
+        abstained += new.abstained
+        survived += bool(new.bottom_line)
+        if not new.abstained:
+            rows["findings"].append(new.timings.findings)
+            rows["total"].append(new.timings.total)
+        for answer, prefix in ((new, ""), (old, "old_")):
+            t = answer.timings
+            if t.first_token is None:
+                continue
+            rows[f"{prefix}first"].append(t.first_token)
+            if prefix:
+                rows["old_total"].append(t.total)
+            after_first = t.generate - (t.first_token - t.retrieve - t.findings)
+            if answer.new_tokens > 1 and after_first > 0:
+                rows[f"{prefix}decode"].append((answer.new_tokens - 1) / after_first)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{len(questions)} PubMedQA questions, index {args.index}, k={settings.retrieval.k}, "
-          f"retriever {settings.retrieval.retriever}, precision {args.precision}, max_new_tokens {args.max_new_tokens}")
-    print(f"gold PMID among evidence: {found}/{len(questions)}")
-    print(f"retrieval p50 {pct(retrieve, .5) * 1000:.1f} ms, p95 {pct(retrieve, .95) * 1000:.1f} ms")
-    print(f"first token p50 {statistics.median(first):.2f} s; decode {statistics.median(decode):.1f} tokens/s (p50); "
-          f"total p50 {statistics.median(total):.2f} s ({len(first)} generated answers)")
+    p50 = {k: statistics.median(v) if v else float("nan") for k, v in rows.items()}
+    print(f"{len(questions)} questions, index {args.index}, k={settings.retrieval.k}, retriever "
+          f"{settings.retrieval.retriever}, precision {settings.generator.precision}; bottom line <= "
+          f"{settings.answer.bottom_line_tokens} tokens, previous design <= {settings.generator.max_new_tokens}")
+    print(f"a gold PMID among the evidence: {found}/{len(questions)}; evidence-first abstained {abstained}, bottom line "
+          f"shown for {survived}")
+    print("| measure | evidence-first (default) | previous design | ratio |")
+    print("| --- | --- | --- | --- |")
+    print(f"| retrieval p50 / p95 | {p50['retrieve'] * 1000:.0f} ms / {pct(rows['retrieve'], .95) * 1000:.0f} ms | "
+          "same | |")
+    print(f"| findings ready after retrieval, p50 / p95 | {p50['findings'] * 1000:.0f} ms / "
+          f"{pct(rows['findings'], .95) * 1000:.0f} ms | - | |")
+    print(f"| first token p50 | {p50['first']:.2f} s | {p50['old_first']:.2f} s | "
+          f"{p50['first'] / p50['old_first']:.2f}x |")
+    print(f"| decode p50 | {p50['decode']:.1f} tokens/s | {p50['old_decode']:.1f} tokens/s | |")
+    print(f"| full answer p50 | {p50['total']:.2f} s | {p50['old_total']:.2f} s | "
+          f"{p50['total'] / p50['old_total']:.2f}x |")
     print(f"peak RSS {rss:.0f} MB")
 
 

@@ -31,6 +31,7 @@ from ingest.embedder import Embedder
 from ingest.index import IndexLayout
 from ingest.pubmed_xml import Item, parse_xml_bytes, parse_xml_file
 from pubmed_rag.records import IngestError, Record
+from pubmed_rag.retry import with_retries
 from pubmed_rag.settings import NCBISettings, Settings
 
 NCBI_EUTILS = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/"
@@ -91,6 +92,17 @@ class FetchResult:
     problems: list[str] = field(default_factory=list)
 
 
+_FINAL_HTTP = (400, 401, 403, 404)
+_TRANSIENT = (HTTPError, URLError, TimeoutError, http.client.HTTPException, ConnectionError, IngestError, RuntimeError)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """429/5xx, timeouts, dropped connections and truncated XML are worth another try; a bad request is not."""
+    if isinstance(exc, HTTPError):
+        return exc.code not in _FINAL_HTTP
+    return isinstance(exc, _TRANSIENT)
+
+
 class EntrezFetcher:
     """esearch + batched efetch with retries and resume."""
 
@@ -101,27 +113,27 @@ class EntrezFetcher:
         self.retries = 0
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        delay = self.settings.backoff
-        last: Exception | None = None
-        for attempt in range(self.settings.max_retries + 1):
-            try:
-                self.requests += 1
-                return fn()
-            except HTTPError as exc:
-                if exc.code in (400, 401, 403, 404):
-                    raise EntrezError(f"{what}: NCBI answered HTTP {exc.code} ({exc.reason}); check the query, "
-                                      "email and API key.") from exc
-                last = exc
-            except (URLError, TimeoutError, http.client.HTTPException, ConnectionError, IngestError, RuntimeError) as exc:
-                last = exc
-            if attempt < self.settings.max_retries:
-                self.retries += 1
-                self.sleep(delay)
-                delay *= 2
+        def attempt() -> Any:
+            self.requests += 1
+            return fn()
+
+        def count(_: BaseException) -> None:
+            self.retries += 1
+
+        try:
+            return with_retries(attempt, retries=self.settings.max_retries, backoff=self.settings.backoff,
+                                retryable=_retryable, sleep=self.sleep, on_retry=count)
+        except HTTPError as exc:
+            if exc.code in _FINAL_HTTP:
+                raise EntrezError(f"{what}: NCBI answered HTTP {exc.code} ({exc.reason}); check the query, "
+                                  "email and API key.") from exc
+            last: Exception = exc
+        except _TRANSIENT as exc:
+            last = exc
         raise EntrezError(
             f"{what}: failed after {self.settings.max_retries + 1} attempts ({last}). Run the same command again "
             "to resume: batches already fetched are kept."
-        )
+        ) from last
 
     def esearch(self, query: str, mindate: str | None, maxdate: str | None, retmax: int) -> dict:
         params: dict[str, Any] = {"db": "pubmed", "term": query, "usehistory": "y", "retmax": retmax}

@@ -109,9 +109,10 @@ def _article(citation: Element | None, article_root: Element | None, source: str
     article = citation.find("Article")
     if article is None:
         return Skipped(source, f"PMID {pmid}: no <Article> element")
-    sections = [
-        (ab.get("Label", "") or "", _text(ab)) for ab in article.findall("Abstract/AbstractText") if _text(ab)
-    ]
+    parts = [ab for ab in article.findall("Abstract/AbstractText") if _text(ab)]
+    sections = [(ab.get("Label", "") or "", _text(ab)) for ab in parts]
+    # NLM's category per section (RESULTS for "FINDINGS", ...); kept only when the file gives one.
+    categories = [(ab.get("NlmCategory", "") or "").upper() for ab in parts]
     pub_types = [_text(p) for p in article.findall("PublicationTypeList/PublicationType")]
     retraction_in = any(
         c.get("RefType") == "RetractionIn" for c in citation.findall("CommentsCorrectionsList/CommentsCorrections")
@@ -120,6 +121,7 @@ def _article(citation: Element | None, article_root: Element | None, source: str
         pmid=pmid,
         title=_text(article.find("ArticleTitle")) or _text(article.find("VernacularTitle")),
         sections=sections,
+        categories=categories if any(categories) else [],
         journal=_text(article.find("Journal/Title")) or _text(citation.find("MedlineJournalInfo/MedlineTA")),
         year=_year(article),
         authors=_authors(article),

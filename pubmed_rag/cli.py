@@ -105,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(p)
 
     from pubmed_rag.eval_cli import add_parser
+    from pubmed_rag.train_cli import add_parser as add_train_parser
 
     add_parser(sub, _add_common_flags)
+    add_train_parser(sub, _add_common_flags)
     return parser
 
 
@@ -178,10 +180,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 _MARK = {"supported": "✓", "weak": "~", "unsupported": "✗", "uncited": "?"}
+_CHECK_MARK = {"supported": "✓", "contradicted": "✗", "not enough information": "~"}
 
 
 def format_answer(answer: Any) -> str:
-    """The answer with a verdict marker per sentence, then the numbered references."""
+    """The bottom line (checked sentences with verdict markers), the key findings quoted, then the references."""
+    from rag.citations import strip_markers
+
     lines = []
     if answer.redactions:
         lines.append("Redacted from the question before sending it to the external model: "
@@ -190,30 +195,51 @@ def format_answer(answer: Any) -> str:
         lines.append(f"{answer.answer}  ({answer.abstain_reason})")
         lines.append("Closest evidence:" if answer.evidence else "")
     else:
-        for s in answer.sentences:
+        lines.append("Bottom line")
+        for s in answer.bottom_line:
             cites = "".join(f"[{c.number}{'*' if c.attributed else ''}]" for c in s.citations)
             notes = [f"support {c.support:.2f} {c.verdict}" for c in s.citations] or ["uncited"]
             notes += [f"suggest [{c.suggested}]" for c in s.citations if c.suggested]
-            lines.append(f"{_MARK[s.verdict]} {s.text} {cites}  ({'; '.join(notes)})")
+            lines.append(f"  {_MARK[s.verdict]} {strip_markers(s.text)} {cites}  ({'; '.join(notes)})")
+        if not answer.bottom_line:
+            lines.append("  (no generated sentence passed the checks; the key findings below are the answer)")
+        if answer.dropped:
+            lines.append(f"  ({len(answer.dropped)} generated sentence(s) dropped: "
+                         + ", ".join(dict.fromkeys(d.reason for d in answer.dropped)) + "; see --json)")
+        if any(c.attributed for s in answer.bottom_line for c in s.citations):
+            lines.append("  * attached by pubmed-rag: the model did not cite this sentence itself.")
         if answer.removed_citations:
-            lines.append(f"(removed citations to evidence that does not exist: {answer.removed_citations})")
-        lines.append("* attached by pubmed-rag: the model did not cite this sentence itself.")
+            lines.append(f"  (removed citations to evidence that does not exist: {answer.removed_citations})")
+        if answer.findings:
+            lines.append("")
+            lines.append("Key findings")
+        for f in answer.findings:
+            lines.append(f"  [{f.number}] \"{f.text}\"")
+            lines.append(f"      {finding_badges(f)}")
         lines.append("")
-        lines.append("References:")
+        lines.append("References")
     for e in answer.evidence:
         flags = " RETRACTED" if e.retracted else (" (retraction notice)" if e.retraction_notice else "")
-        lines.append(f"[{e.number}] PMID {e.pmid}{flags}: {e.title or '(untitled)'} {e.journal} {e.year or ''} "
+        lines.append(f"[{e.number}] PMID {e.pmid}{flags}: {e.display_title} {e.journal} {e.year or ''} "
                      f"[{e.grade_label}] {e.url}")
     t = answer.timings
-    first = f"{t.first_token:.2f}" if t.first_token is not None else "-"
-    lines.append(f"retrieve {t.retrieve * 1000:.0f} ms, first token {first} s, total {t.total:.1f} s; "
-                 f"model {answer.model}, index {answer.index} ({answer.retriever})")
+    first = f"{t.first_token:.2f} s" if t.first_token is not None else "-"
+    lines.append(f"retrieve {t.retrieve * 1000:.0f} ms, findings {t.findings * 1000:.0f} ms, first token {first}, "
+                 f"total {t.total:.1f} s; model {answer.model}, index {answer.index} ({answer.retriever})")
     return "\n".join(lines)
+
+
+def finding_badges(finding: Any) -> str:
+    """'Randomized controlled trial · 2018 · n = 1,277 · conclusions' for a finding."""
+    parts = [finding.design, str(finding.year) if finding.year else "",
+             f"n = {finding.sample_size:,}" if finding.sample_size else "",
+             finding.section.lower() if finding.section else ""]
+    return " · ".join(p for p in parts if p)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from ingest.index import UnknownIndexError
-    from rag.generator import GeneratorError
+    from rag.generation import GeneratorError
     from rag.pipeline import Asker, QuestionError
 
     extra = {"generator.model": args.model, "generator.max_new_tokens": args.max_new_tokens,
@@ -222,8 +248,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     try:
         asker = Asker(settings, index=args.index)
         answer = None
-        for event in asker.stream(args.question):
-            if event.kind == "token" and not args.json:
+        for event in asker.stream(args.question, max_new_tokens=args.max_new_tokens):
+            # The previous design streams its text; evidence-first prints the bottom line before the findings.
+            if event.kind == "token" and not args.json and settings.answer.mode == "generated":
                 print(event.data, end="", flush=True)
             elif event.kind == "answer":
                 answer = event.data
@@ -233,17 +260,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
-        print("\n\n" + format_answer(answer))
+        print(("\n\n" if settings.answer.mode == "generated" else "") + format_answer(answer))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """``pubmed-rag check``: a verdict (supported / contradicted / not enough information) per cited PMID."""
     from functools import partial
 
     from ingest.embedder import load_embedder
     from ingest.entrez import fetch_pmids
     from ingest.index import LoadedIndex, UnknownIndexError
-    from rag.check import check_claim, parse_claims
+    from rag.check import check_claims, parse_claims
     from rag.verify import SupportScorer
 
     settings = _settings(args)
@@ -258,12 +286,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     try:
         index = LoadedIndex(settings.paths.index_dir, args.index or settings.paths.default_index)
-    except UnknownIndexError as exc:
+        scorer = SupportScorer(load_embedder(index.embedding_model, index.max_tokens), settings.verify)
+    except (UnknownIndexError, RuntimeError) as exc:  # RuntimeError: VerifierError names the cosine fallback
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
-    scorer = SupportScorer(load_embedder(index.embedding_model, index.max_tokens), settings.verify)
     fetch = partial(fetch_pmids, settings=settings.ncbi) if settings.allow_network else None
-    checks = [check_claim(c, p, index, scorer, fetch) for c, p in claims]
+    checks = check_claims(claims, index, scorer, fetch)
     if args.json:
         print(json.dumps([c.model_dump() for c in checks], indent=2, ensure_ascii=False))
         return 0
@@ -275,8 +303,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                                                          " (allow fetching with --allow_network true)"))
             else:
                 where = "fetched from PubMed" if r.fetched else "indexed"
-                print(f"  {_MARK[r.verdict]} PMID {r.pmid} ({where}): {r.verdict}, support {r.score:.2f}\n"
-                      f"      best passage: {r.best_sentence}")
+                print(f"  {_CHECK_MARK.get(r.verdict, '?')} PMID {r.pmid} ({where}): {r.verdict} "
+                      f"(p={r.probability:.2f}; similarity {r.score:.2f})\n"
+                      f"      why: {r.reason}\n      deciding sentence: {r.best_sentence}")
     return 0
 
 
@@ -286,7 +315,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run(args, _settings(args))
 
 
-COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval}
+def cmd_train(args: argparse.Namespace) -> int:
+    """``pubmed-rag train <task>``: rebuild a shipped model (see pubmed_rag/train_cli.py)."""
+    from pubmed_rag.train_cli import cmd_train as run
+
+    return run(args)
+
+
+COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval,
+            "train": cmd_train}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,12 +21,21 @@ def default_bioasq_files() -> list[Path]:
 
 def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the ``eval`` subcommand; ``add_common_flags`` adds the flags every subcommand shares."""
-    p = sub.add_parser("eval", help="evaluate retrieval or QA on BioASQ / PubMedQA")
-    p.add_argument("task", choices=["retrieval", "qa", "calibrate"])
-    p.add_argument("--dataset", default="pubmedqa", choices=["bioasq", "pubmedqa", "bioasq-yesno"])
+    p = sub.add_parser("eval", help="evaluate retrieval, QA, support calibration or citation verdicts")
+    p.add_argument("task", choices=["retrieval", "qa", "calibrate", "verify", "answers"])
+    p.add_argument("--dataset", default="pubmedqa",
+                   choices=["bioasq", "pubmedqa", "bioasq-yesno", "citation-integrity"])
     p.add_argument("--pqal", type=Path, default=SHARED / "pubmedqa" / "ori_pqal.json",
                    help="calibrate: PubMedQA-L file (conclusions vs own and random abstracts)")
-    p.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "abstracts.jsonl.gz")
+    p.add_argument("--corpus", type=Path, help="retrieval/qa: abstracts (default: the shared corpus); verify: the "
+                   "SciFact-format corpus.jsonl (default: Citation-Integrity's)")
+    p.add_argument("--claims", type=Path, help="verify: SciFact-format claims file (default: Citation-Integrity "
+                   "claims_<split>.jsonl)")
+    p.add_argument("--split", default="dev", choices=["dev", "train"], help="verify: Citation-Integrity split")
+    p.add_argument("--scorers", default="cosine,cosine+rules,verifier,verifier+rules",
+                   help="verify: comma-separated scorers, side by side")
+    p.add_argument("--tune", action="store_true",
+                   help="verify: also grid-search the verifier's thresholds on these claims (use a dev split)")
     p.add_argument("--bioasq", type=Path, nargs="+",
                    help=f"BioASQ golden files (default: {SHARED / 'bioasq'}/Task*/*_golden.json)")
     p.add_argument("--pubmedqa", type=Path, default=SHARED / "pubmedqa" / "test_set.json")
@@ -37,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
                    help="qa: comma-separated settings among retrieval, no-retrieval, verified")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64,
                    help="qa verified: tokens generated per answer before verification")
+    p.add_argument("--answer-settings", dest="answer_settings", default="default,findings-only,generated,lead",
+                   help="answers: comma-separated settings among default, findings-only, generated, lead")
+    p.add_argument("--distractors", type=int,
+                   help="when the evaluation index is built: keep only N corpus abstracts (evenly spaced) beside the "
+                   "gold-snippet documents")
     p.add_argument("--out", type=Path, help="write results JSON here")
     add_common_flags(p)
 
@@ -58,14 +72,24 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     )
     from rag.pipeline import Asker
 
+    if args.task == "verify":
+        return run_verify(args, settings)
     if args.bioasq is None:  # resolved here, not when the parser is built for every command
         args.bioasq = default_bioasq_files()
+    args.corpus = args.corpus or SHARED / "corpus" / "abstracts.jsonl.gz"
     if not IndexLayout(settings.paths.index_dir, args.index).exists():
-        records, _ = bioasq_corpus(args.corpus, args.bioasq)
+        records, _ = bioasq_corpus(args.corpus, args.bioasq, args.distractors)
         print(f"building evaluation index {args.index!r} from {len(records)} documents", file=sys.stderr)
         ingest([RecordsSource("eval-corpus", records)], args.index, settings, progress=TqdmProgress())
     asker = Asker(settings, index=args.index)
-    if args.dataset == "pubmedqa":
+    if args.task == "answers":
+        from rag.evaluate import bioasq_answer_questions
+
+        if args.dataset != "bioasq":
+            print("error: eval answers needs --dataset bioasq (questions with ideal answers)", file=sys.stderr)
+            return 2
+        questions = bioasq_answer_questions(args.bioasq)
+    elif args.dataset == "pubmedqa":
         questions = pubmedqa_questions(args.pubmedqa)
     else:
         questions = bioasq_questions(load_bioasq(args.bioasq), yesno_only=args.dataset == "bioasq-yesno")
@@ -89,13 +113,22 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             metrics["ms_per_query"] = round((time.perf_counter() - started) / len(questions) * 1000, 1)
             results[mode] = metrics
         print(markdown_table(results))
+    elif args.task == "answers":
+        from rag.evaluate import answers_table, evaluate_answers
+
+        with tqdm(total=len(questions), desc="answers", file=sys.stderr, disable=False) as bar:
+            results = evaluate_answers(asker, questions, args.answer_settings.split(","), progress=bar.update)
+        print(answers_table(results))
     else:
         results = run_qa(asker, questions, args.dataset, args.qa_settings.split(","), args.max_new_tokens)
         summary = {name: {k: v for k, v in r.items() if k != "per_question"} for name, r in results.items()}
         print(json.dumps(summary, indent=2))  # per-question decisions go to --out only
     if args.out:
-        args.out.write_text(json.dumps({"task": args.task, "dataset": args.dataset, "n": len(questions),
-                                        "index": args.index, "results": results}, indent=2))
+        payload = {"task": args.task, "dataset": args.dataset, "n": len(questions), "index": args.index,
+                   "results": results}
+        if args.task == "answers":
+            payload["questions"] = questions
+        args.out.write_text(json.dumps(payload, indent=2))
     return 0
 
 
@@ -114,3 +147,70 @@ def run_qa(asker, questions, dataset: str, settings: list[str], max_new_tokens: 
                                        max_new_tokens=max_new_tokens, progress=bar.update)
             out[setting]["s_per_question"] = round((time.perf_counter() - started) / max(1, len(questions)), 2)
     return out
+
+
+def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """``eval verify``: citation verdicts on a SciFact-format claims file, scorers side by side, plus PubMedQA-L
+    calibration AUCs (``--pubmedqa``, by default the official test split, which the verifier never trains on)."""
+    from tqdm import tqdm
+
+    from ingest.embedder import load_embedder
+    from rag.eval_verify import SCORERS, evaluate_verify, markdown, synthetic_flips, tune_thresholds
+    from rag.evaluate import calibrate_support
+    from rag.scifact import load_scifact
+    from rag.verify import SupportScorer, VerifierError
+
+    if args.dataset not in ("citation-integrity", "pubmedqa") and not args.claims:
+        print("error: eval verify takes --dataset citation-integrity or --claims FILE", file=sys.stderr)
+        return 2
+    citint = SHARED / "citation_integrity"
+    claims = args.claims or citint / f"claims_{args.split}.jsonl"
+    corpus = args.corpus or citint / "corpus.jsonl"
+    names = [n.strip() for n in args.scorers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCORERS]
+    if unknown:
+        print(f"error: unknown scorer(s) {unknown}; choose among {', '.join(SCORERS)}", file=sys.stderr)
+        return 2
+    embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens)
+    bars: dict[str, tqdm] = {}
+
+    def progress(name: str, n: int) -> None:
+        if name not in bars:
+            bars[name] = tqdm(desc=name, file=sys.stderr, disable=False)
+        bars[name].update(n)
+
+    try:
+        results = evaluate_verify(claims, corpus, embedder, settings, names, progress=progress, n=args.n or 0)
+        for bar in bars.values():
+            bar.close()
+        print(markdown(results))
+        results["pubmedqa_calibration"] = {}
+        base = SupportScorer(embedder, settings.verify.model_copy(update={"scorer": "cosine"}))
+        for name in names:
+            scorer = base.variant(**SCORERS[name])  # abstract embeddings and model outputs are shared
+            started = time.perf_counter()
+            cal = calibrate_support(args.pubmedqa, scorer, n=args.n or 0)
+            cal["seconds"] = round(time.perf_counter() - started, 1)
+            results["pubmedqa_calibration"][name] = cal
+            print(f"PubMedQA-L calibration ({args.pubmedqa.name}), {name}: AUC own vs random {cal['auc']:.3f}, "
+                  f"own vs on-topic {cal['auc_hard']:.3f}; verdicts {cal['verdicts']}")
+        results["synthetic_flips"] = {}
+        for name in names:
+            flips = synthetic_flips(args.pubmedqa, base.variant(**SCORERS[name]), n=args.n or 0)
+            results["synthetic_flips"][name] = flips
+            print(f"flipped conclusions ({args.pubmedqa.name}, {flips['n']}), {name}: original kept supported "
+                  f"{flips['original_supported']:.1%}, flipped called contradicted {flips['flipped_contradicted']:.1%}"
+                  f", flipped still supported {flips['flipped_supported']:.1%}")
+        if args.tune and any(n.startswith("verifier") for n in names):
+            name = next(n for n in names if n.startswith("verifier"))
+            scorer = base.variant(**SCORERS[name])
+            items = load_scifact(claims, corpus)
+            results["tuning"] = tune_thresholds(items[: args.n] if args.n else items, scorer)
+            print(f"threshold choice ({name}): {json.dumps(results['tuning']['best'])}, "
+                  f"meets targets: {results['tuning']['meets_targets']}")
+    except VerifierError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.out:
+        args.out.write_text(json.dumps({"task": "verify", "dataset": args.dataset, "results": results}, indent=2))
+    return 0

@@ -28,6 +28,9 @@ class Record:
     version: int = 1
     retracted: bool = False
     source: str = ""
+    # NLM's category of each section (BACKGROUND, OBJECTIVE, METHODS, RESULTS, CONCLUSIONS), parallel to
+    # ``sections``; empty when the source gives none (then ``section_category`` reads the label).
+    categories: list[str] = field(default_factory=list)
 
     @property
     def abstract(self) -> str:
@@ -54,15 +57,50 @@ class Record:
     def to_dict(self, exclude_source: bool = False) -> dict:
         data = asdict(self)
         data["sections"] = [list(s) for s in self.sections]
+        if not self.categories:  # records without categories keep the form (and content hash) they always had
+            data.pop("categories")
         if exclude_source:
             data.pop("source")
         return data
+
+    def labelled_sections(self) -> list[tuple[str, str, str]]:
+        """``(category, label, text)`` per section; category is one of ``SECTION_CATEGORIES`` or ``""``."""
+        out = []
+        for i, (label, text) in enumerate(self.sections):
+            nlm = self.categories[i] if i < len(self.categories) else ""
+            out.append((section_category(label, nlm), label, text))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Record:
         data = dict(data)
         data["sections"] = [tuple(s) for s in data.get("sections", [])]
         return cls(**data)
+
+
+SECTION_CATEGORIES = ("BACKGROUND", "OBJECTIVE", "METHODS", "RESULTS", "CONCLUSIONS")
+# Label words -> NLM category, for labels that come without one (MEDLINE text, JSONL "LABEL:" prefixes, old
+# indexes). Checked in order: "BACKGROUND AND AIMS" is an objective, "PATIENTS AND METHODS" a method.
+_LABEL_WORDS = (
+    ("CONCLUSIONS", ("CONCLUSION", "INTERPRETATION", "IMPLICATION", "DISCUSSION", "SIGNIFICANCE", "SUMMARY")),
+    ("RESULTS", ("RESULT", "FINDING", "OUTCOMES")),
+    ("OBJECTIVE", ("OBJECTIVE", "AIM", "PURPOSE", "GOAL", "QUESTION", "HYPOTHES")),
+    ("METHODS", ("METHOD", "DESIGN", "SETTING", "PATIENT", "PARTICIPANT", "SUBJECT", "INTERVENTION", "MEASURE",
+                 "MATERIAL", "PROCEDURE", "SAMPLE", "POPULATION", "ANALYSIS", "DATA SOURCE", "STUDY SELECTION")),
+    ("BACKGROUND", ("BACKGROUND", "INTRODUCTION", "CONTEXT", "RATIONALE", "TRIAL REGISTRATION", "FUNDING")),
+)
+
+
+def section_category(label: str, nlm_category: str = "") -> str:
+    """The NLM category of a section: its ``NlmCategory`` when given, else read from the label's words."""
+    nlm = nlm_category.strip().upper()
+    if nlm in SECTION_CATEGORIES:
+        return nlm
+    upper = label.upper()
+    for category, words in _LABEL_WORDS:
+        if any(w in upper for w in words):
+            return category
+    return ""
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,10 @@ class RetrievalSettings(_Section):
 
 
 class GeneratorSettings(_Section):
-    backend: Literal["local", "openai"] = Field(
-        "local", description="local transformers, or an OpenAI-compatible Chat Completions server (question redacted)."
+    backend: str = Field(
+        "local", min_length=1,
+        description="local (transformers on the CPU), openai (an OpenAI-compatible Chat Completions server; the "
+        "question is redacted), or a dotted path to your own class ('package.module:Class').",
     )
     model: str = Field(
         DEFAULT_GENERATOR,
@@ -105,6 +107,38 @@ class GeneratorSettings(_Section):
     stream: bool = Field(True, description="openai backend: stream tokens (server-sent events).")
 
 
+class AnswerSettings(_Section):
+    """How the answer is put together: key findings quoted from the evidence, then a generated, checked bottom line.
+
+    The sentence weights were checked with a grid on PubMedQA-L (bench/tune_findings.py), which found no reliable
+    gain over them; ``min_relevance`` is calibrated on BioASQ (docs/evaluation.md)."""
+
+    mode: Literal["evidence-first", "generated"] = Field(
+        "evidence-first", description="evidence-first: quoted key findings plus a checked bottom line; generated: "
+        "the previous design (the model writes the whole answer from the passages), kept for comparison.")
+    bottom_line: bool = Field(True, description="Generate a bottom line from the findings (checked; may be empty).")
+    bottom_line_tokens: int = Field(48, ge=8, le=512, description="Tokens the generator may write for the bottom line.")
+    prompt_findings: int = Field(3, ge=1, le=20, description="Strongest findings given to the generator.")
+    candidates: int = Field(6, ge=1, le=100, description="Sentences per record scored by the embedder: the best by "
+                            "question words, section and finding cues (fewer is faster).")
+    max_sentences: int = Field(2, ge=1, le=3, description="Sentences quoted per record (the second only when strong).")
+    second_margin: float = Field(0.25, ge=0, description="A record's second-best sentence is quoted too when its "
+                                 "score is within this of the best one's and it has question words the best lacks.")
+    # Calibrated on 120 BioASQ questions (bench/calibrate_findings.py): keeps 95.6% of gold records' findings.
+    min_relevance: float = Field(0.4, ge=-1, le=1, description="A record whose best sentence is less similar than "
+                                 "this to the question gives no finding.")
+    lexical_weight: float = Field(0.3, ge=0, description="Weight of the question's (rarity-weighted) words found in "
+                                  "the sentence.")
+    conclusions_prior: float = Field(0.1, description="Score bonus for a sentence from the conclusions.")
+    results_prior: float = Field(0.05, description="Score bonus for a sentence from the results.")
+    cue_weight: float = Field(0.03, description="Score bonus for finding cues (effect sizes, CIs, p-values, "
+                              "'significantly', 'did not').")
+    summary_findings: int = Field(2, ge=0, le=20, description="Findings that, after the bottom line, make up the "
+                                  "answer's text (the rest are listed below it); what evaluation scores.")
+    echo_threshold: float = Field(0.85, ge=-1, le=1, description="A generated sentence at least this similar to the "
+                                  "question restates it and is dropped.")
+
+
 class VerifySettings(_Section):
     """Thresholds calibrated on PubMedQA-L (docs/evaluation.md): a conclusion sentence against its own abstract vs
     a random other abstract, all-MiniLM-L6-v2 similarity, AUC 0.984 over 1,929 sentences."""
@@ -121,7 +155,22 @@ class VerifySettings(_Section):
         description="Abstain when the best question-evidence similarity is below this (calibrated: abstains on 1.5% "
         "of PubMedQA questions whose abstract is indexed, 30.5% when it is removed).",
     )
-    nli_model: str = Field("", description="Optional CrossEncoder/NLI model path for support scoring.")
+    # min_similarity, contradicted and supported_probability: chosen on Citation-Integrity dev by
+    # `pubmed-rag train verifier` for the shipped model (models/verifier/README.md).
+    scorer: Literal["verifier", "cosine"] = Field(
+        "verifier", description="verifier: the 3-way model trained here (supported / contradicted / not enough "
+        "information; models/verifier); cosine: similarity only, the fallback that needs no weights.")
+    model: str = Field("", description="Folder of the trained verifier (empty = the shipped models/verifier).")
+    rules: bool = Field(True, description="Agreement rules (direction, negation, numbers) turn a verdict into "
+                        "'contradicted', with the reason, on a sentence that addresses the claim.")
+    candidates: int = Field(3, ge=1, le=50, description="Abstract sentences most similar to the claim that the "
+                            "verifier reads.")
+    min_similarity: float = Field(0.35, ge=-1, le=1, description="verifier: a claim whose best-matching sentence is "
+                                  "less similar than this is 'not enough information' whatever the model reads.")
+    contradicted: float = Field(0.6, ge=0, le=1, description="verifier: P(contradicted) of a sentence at or above "
+                                "which (and not below its P(supported)) the claim is contradicted.")
+    supported_probability: float = Field(0.4, ge=0, le=1, description="verifier: P(supported) of a sentence at or "
+                                         "above which the claim is supported.")
 
 
 class Settings(BaseSettings):
@@ -137,6 +186,7 @@ class Settings(BaseSettings):
     ncbi: NCBISettings = Field(default_factory=NCBISettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     allow_network: bool = Field(
         False, description="Allow fetching PMIDs that are not indexed (citation checker) from NCBI."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ingest.index import LoadedIndex
 from pubmed_rag.records import Record
@@ -16,13 +16,19 @@ _PMID = re.compile(r"\[?\s*PMID\s*:?\s*(\d{1,9})\s*\]?", re.I)
 
 
 class PmidCheck(BaseModel):
+    """One cited PMID's verdict: supported, contradicted or not enough information (or not indexed / not found)."""
+
     pmid: str
     indexed: bool
     fetched: bool = False
     title: str = ""
-    score: float | None = None
+    score: float | None = Field(None, description="Similarity of the claim to its best-matching sentence.")
     verdict: str = "not indexed"
-    best_sentence: str = ""
+    probability: float | None = Field(None, description="Probability of the verdict.")
+    reason: str = Field("", description="Why, in words (the agreement rule that fired, or what the verifier read).")
+    rule: str = Field("", description="The agreement rule that fired (direction, polarity, numbers), if any.")
+    best_sentence: str = Field("", description="The sentence of the abstract the verdict rests on.")
+    evidence: list[str] = Field([], description="The deciding sentence(s), strongest first.")
     url: str = ""
 
 
@@ -44,24 +50,38 @@ def parse_claims(text: str) -> list[tuple[str, list[str]]]:
 def check_claim(claim: str, pmids: list[str], index: LoadedIndex, scorer: SupportScorer,
                 fetch: Callable[[list[str]], dict[str, Record]] | None = None) -> ClaimCheck:
     """Score each PMID's abstract against ``claim``; PMIDs not indexed are fetched with ``fetch`` if given."""
+    return check_claims([(claim, pmids)], index, scorer, fetch)[0]
+
+
+def check_claims(claims: list[tuple[str, list[str]]], index: LoadedIndex, scorer: SupportScorer,
+                 fetch: Callable[[list[str]], dict[str, Record]] | None = None) -> list[ClaimCheck]:
+    """``check_claim`` for many claims, their (claim, abstract) pairs scored in one batch (faster than one by one)."""
+    pmids = list(dict.fromkeys(p for _, cited in claims for p in cited))
     records = index.store.get_many(pmids)
     missing = [p for p in pmids if p not in records]
     fetched = fetch(missing) if fetch and missing else {}
-    results = []
-    for pmid in pmids:
-        record = records.get(pmid) or fetched.get(pmid)
-        if record is None:
-            results.append(PmidCheck(pmid=pmid, indexed=False,
-                                     verdict="not indexed" if fetch is None else "not found in PubMed"))
-            continue
-        text = record.abstract or record.title
-        support = scorer.score_matrix([claim], [text])[0][0]
-        results.append(PmidCheck(pmid=pmid, indexed=pmid in records, fetched=pmid in fetched, title=record.title,
-                                 score=support.score, verdict=scorer.verdict(support.score),
-                                 best_sentence=support.sentence, url=record.url))
-    return ClaimCheck(claim=claim, results=results)
+    found = {**fetched, **records}
+    pairs = [(claim, found[p].abstract or found[p].title) for claim, cited in claims for p in cited if p in found]
+    supports = iter(scorer.score_pairs(pairs))
+    out = []
+    for claim, cited in claims:
+        results = []
+        for pmid in cited:
+            record = found.get(pmid)
+            if record is None:
+                results.append(PmidCheck(pmid=pmid, indexed=False,
+                                         verdict="not indexed" if fetch is None else "not found in PubMed"))
+                continue
+            support = next(supports)
+            results.append(PmidCheck(pmid=pmid, indexed=pmid in records, fetched=pmid in fetched, title=record.title,
+                                     score=support.score, verdict=support.label, probability=support.probability,
+                                     reason=support.reason, rule=support.rule, best_sentence=support.sentence,
+                                     evidence=support.sentences, url=record.url))
+        out.append(ClaimCheck(claim=claim, results=results))
+    return out
 
 
 def check_text(text: str, index: LoadedIndex, scorer: SupportScorer,
                fetch: Callable[[list[str]], dict[str, Record]] | None = None) -> list[ClaimCheck]:
-    return [check_claim(claim, pmids, index, scorer, fetch) for claim, pmids in parse_claims(text)]
+    """``check_claim`` for every sentence of ``text`` that cites PMIDs, in one batch."""
+    return check_claims(parse_claims(text), index, scorer, fetch)

@@ -6,7 +6,13 @@ import re
 
 _MARKER = re.compile(r"\[(\d+(?:\s*[-,–]\s*\d+)*)\]")
 _LEADING = re.compile(r"^((?:\[\d+(?:\s*[-,–]\s*\d+)*\]\s*)+)(.*)$", re.S)
-_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\[A-Z0-9(\"'])")
+# A sentence ends at . ! ? followed by space and a capital, digit, bracket or quote, except after abbreviations that
+# abstracts use mid-sentence ("34.4% vs. 31.1%", "Smith et al. 2019", "e.g. 3 mg").
+_SPLIT = re.compile(
+    r"(?<!\bvs\.)(?<!\bv\.)(?<!\bal\.)(?<!\bapprox\.)(?<!\bca\.)(?<!\bFig\.)(?<!\bfig\.)(?<!\bNo\.)"
+    r"(?<!\bno\.)(?<!\bDr\.)(?<!\bSt\.)(?<!\bg\.)(?<!\be\.)(?<!\bresp\.)(?<!\bref\.)"
+    r"(?<=[.!?])\s+(?=[\[A-Z0-9(\"'])"
+)
 
 
 def split_sentences(text: str) -> list[str]:

@@ -9,6 +9,7 @@ import gzip
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,22 @@ def bioasq_snippet_records(raw: list[dict], exclude: set[str]) -> list[Record]:
                    source="bioasq-snippets") for p in sorted(titles)]
 
 
+def bioasq_answer_questions(files: Iterable[Path], types: tuple[str, ...] = ("yesno", "summary")) -> list[dict]:
+    """BioASQ questions of ``types`` with their ideal answers: ``{id, body, type, ideal, gold, task}`` (task "7B" ...
+    read from the file's folder name)."""
+    out = []
+    for path in sorted(files):
+        task = re.search(r"(?<!\d)(\d+B)\d", Path(path).name)  # 7B1_golden.json -> 7B
+        for q in json.loads(Path(path).read_text(encoding="utf-8"))["questions"]:
+            ideal = q.get("ideal_answer") or []
+            if q["type"] in types and ideal:
+                out.append({"id": q["id"], "body": q["body"], "type": q["type"],
+                            "ideal": [ideal] if isinstance(ideal, str) else list(ideal),
+                            "gold": list(dict.fromkeys(_pmid(d) for d in q["documents"])),
+                            "task": task.group(1) if task else ""})
+    return out
+
+
 def pubmedqa_questions(path: Path) -> list[Question]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     return [Question(pmid, d["QUESTION"], [pmid], d["final_decision"]) for pmid, d in data.items()]
@@ -129,6 +146,53 @@ def evaluate_retrieval(questions: list[Question], search: Callable[[str], list[s
     return retrieval_metrics(ranked, [q.gold for q in questions])
 
 
+_ROUGE_TOKENIZER = None
+_ROUGE2 = None
+
+
+def _rouge_tokens(text: str) -> list[str]:
+    """ROUGE's own tokenisation (lower case, alphanumeric, Porter-stemmed), from the ``rouge-score`` package;
+    the package has no ROUGE-SU4, which is counted here on its tokens."""
+    global _ROUGE_TOKENIZER
+    if _ROUGE_TOKENIZER is None:
+        from rouge_score.tokenizers import DefaultTokenizer
+
+        _ROUGE_TOKENIZER = DefaultTokenizer(use_stemmer=True)
+    return _ROUGE_TOKENIZER.tokenize(text)
+
+
+def _su4_grams(tokens: list[str]) -> Counter:
+    """Unigrams plus skip-bigrams with at most 4 words between them (ROUGE-SU4)."""
+    grams: Counter = Counter((t,) for t in tokens)
+    for i, first in enumerate(tokens):
+        for second in tokens[i + 1 : i + 6]:
+            grams[(first, second)] += 1
+    return grams
+
+
+def _f1(candidate: Counter, reference: Counter) -> float:
+    overlap = sum((candidate & reference).values())
+    if not overlap:
+        return 0.0
+    precision, recall = overlap / sum(candidate.values()), overlap / sum(reference.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def rouge(candidate: str, references: list[str]) -> dict[str, float]:
+    """ROUGE-2 and ROUGE-SU4 F1 of ``candidate``, best over ``references`` (as BioASQ scores ideal answers)."""
+    global _ROUGE2
+    if _ROUGE2 is None:
+        from rouge_score.rouge_scorer import RougeScorer
+
+        _ROUGE2 = RougeScorer(["rouge2"], use_stemmer=True)
+    cand = _su4_grams(_rouge_tokens(candidate))
+    best = {"rouge2": 0.0, "su4": 0.0}
+    for ref in references:
+        best["rouge2"] = max(best["rouge2"], _ROUGE2.score(ref, candidate)["rouge2"].fmeasure)
+        best["su4"] = max(best["su4"], _f1(cand, _su4_grams(_rouge_tokens(ref))))
+    return best
+
+
 def markdown_table(results: dict[str, dict[str, float]]) -> str:
     metrics = list(next(iter(results.values())))
     lines = ["| retriever | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
@@ -137,9 +201,15 @@ def markdown_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def bioasq_corpus(corpus_path: Path, bioasq_files: Iterable[Path]) -> tuple[list[Record], list[dict]]:
-    """The 10,609-abstract corpus plus one gold-snippet document per gold PMID it lacks; and the raw questions."""
+def bioasq_corpus(corpus_path: Path, bioasq_files: Iterable[Path],
+                  distractors: int | None = None) -> tuple[list[Record], list[dict]]:
+    """The 10,609-abstract corpus plus one gold-snippet document per gold PMID it lacks; and the raw questions.
+
+    ``distractors``: keep only this many corpus abstracts, evenly spaced through the file (a smaller index that
+    embeds in minutes; the gold-snippet documents are all kept)."""
     corpus = load_corpus(corpus_path)
+    if distractors is not None and distractors < len(corpus):
+        corpus = [corpus[i * len(corpus) // distractors] for i in range(distractors)]
     raw = load_bioasq(bioasq_files)
     return corpus + bioasq_snippet_records(raw, {r.pmid for r in corpus}), raw
 
@@ -166,7 +236,7 @@ def evidence_text(evidence: list) -> str:
 def label_probabilities(generator, prompt: str, labels: tuple[str, ...]) -> dict[str, float] | None:
     """Each label's probability (its forms 'yes', 'Yes', ... summed, renormalised over the labels) as the start of
     the reply; ``None`` for a generator that cannot score options."""
-    from rag.generator import Chooser
+    from rag.generation import Chooser
 
     if not isinstance(generator, Chooser):
         return None
@@ -271,10 +341,14 @@ def roc_auc(positives: list[float], negatives: list[float]) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def calibrate_support(pqal_path: Path, scorer, seed: int = 0) -> dict:
+def calibrate_support(pqal_path: Path, scorer, seed: int = 0, n: int = 0) -> dict:
     """Each PubMedQA conclusion sentence scored against its own abstract (positive), a random other one (easy
-    negative, which sets the thresholds) and the other abstract most similar to its own (hard, on-topic negative)."""
+    negative, which sets the thresholds) and the other abstract most similar to its own (hard, on-topic negative).
+
+    Scores are ``Support.strength`` (the verifier's P(supported), or the similarity); ``verdicts`` counts the
+    labels given in each case. ``n``: only N items, evenly spaced."""
     import random
+    from collections import Counter
 
     import numpy as np
 
@@ -282,6 +356,8 @@ def calibrate_support(pqal_path: Path, scorer, seed: int = 0) -> dict:
 
     data = json.loads(Path(pqal_path).read_text(encoding="utf-8"))
     items = list(data.values())
+    if n and n < len(items):
+        items = [items[i * len(items) // n] for i in range(n)]
     abstracts = [" ".join(item["CONTEXTS"]) for item in items]
     others = list(range(len(items)))
     random.Random(seed).shuffle(others)
@@ -289,13 +365,17 @@ def calibrate_support(pqal_path: Path, scorer, seed: int = 0) -> dict:
     similar = vectors @ vectors.T
     np.fill_diagonal(similar, -np.inf)
     pos, neg, hard = [], [], []
+    verdicts: dict[str, Counter] = {"own": Counter(), "random": Counter(), "on_topic": Counter()}
     for i, item in enumerate(items):
         j = others[i] if others[i] != i else (i + 1) % len(items)
         claims = split_sentences(item["LONG_ANSWER"])
         scores = scorer.score_matrix(claims, [abstracts[i], abstracts[j], abstracts[int(np.argmax(similar[i]))]])
-        pos.extend(s[0].score for s in scores)
-        neg.extend(s[1].score for s in scores)
-        hard.extend(s[2].score for s in scores)
+        pos.extend(s[0].strength for s in scores)
+        neg.extend(s[1].strength for s in scores)
+        hard.extend(s[2].strength for s in scores)
+        for s in scores:
+            for case, support in zip(verdicts, s, strict=True):
+                verdicts[case][support.label] += 1
     pos_a, neg_a, hard_a = np.asarray(pos), np.asarray(neg), np.asarray(hard)
     supported = float(np.percentile(neg_a, 95))  # at most 5% of mismatched citations pass as supported
     weak = float(np.percentile(neg_a, 80))
@@ -304,7 +384,7 @@ def calibrate_support(pqal_path: Path, scorer, seed: int = 0) -> dict:
             "supported_threshold": round(supported, 3), "weak_threshold": round(weak, 3),
             "tpr_at_supported": rate(pos_a, supported), "tpr_at_weak": rate(pos_a, weak),
             "fpr_at_weak": rate(neg_a, weak), "hard_fpr_at_supported": rate(hard_a, supported),
-            "hard_fpr_at_weak": rate(hard_a, weak)}
+            "hard_fpr_at_weak": rate(hard_a, weak), "verdicts": {k: dict(v) for k, v in verdicts.items()}}
 
 
 def calibrate_abstention(asker, questions: list[Question], k: int = 5) -> dict:
@@ -316,9 +396,102 @@ def calibrate_abstention(asker, questions: list[Question], k: int = 5) -> dict:
     kept, removed = [], []
     for q in questions:
         for target, filters in ((kept, Filters()), (removed, Filters(exclude_pmids=q.gold))):
-            target.append(asker._relevance(q.text, asker.retriever.search(q.text, k, filters)))
+            target.append(asker.relevance(q.text, asker.retriever.search(q.text, k, filters)))
     out = {"questions": len(questions), "auc_kept_vs_removed": round(roc_auc(kept, removed), 4)}
     for threshold in (0.3, 0.4, 0.5, 0.6):
         out[f"abstain_rate@{threshold}"] = {"gold_kept": round(float(np.mean(np.asarray(kept) < threshold)), 3),
                                             "gold_removed": round(float(np.mean(np.asarray(removed) < threshold)), 3)}
     return out
+
+
+ANSWER_SETTINGS = ("default", "findings-only", "generated", "lead")
+
+
+def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANSWER_SETTINGS,
+                     progress: Callable[[int], None] | None = None) -> dict:
+    """Answers to BioASQ questions (``bioasq_answer_questions``) scored against the experts' ideal answers.
+
+    Settings, each over the same questions and the same retrieved evidence (top ``retrieval.k``):
+    ``default`` (key findings and the checked bottom line), ``findings-only`` (no generation), ``generated`` (the
+    previous design: the model writes the answer from the passages) and ``lead`` (the first sentence of each of the
+    top 3 records). The scored text is ``Answer.summary(answer.summary_findings)``; for ``generated`` the verified
+    sentences, for ``lead`` the 3 sentences.
+
+    Per setting: ROUGE-2 and ROUGE-SU4 F1 (best over the references), abstention when a gold document is among the
+    evidence, the share of shown sentences that echo the question, bottom-line survival and drop reasons, latency.
+    """
+    import time
+
+    import numpy as np
+
+    from rag.bottom_line import echo_detail
+    from rag.findings import abstract_sentences
+
+    n_summary = asker.settings.answer.summary_findings
+    threshold = asker.settings.answer.echo_threshold
+    rows: dict[str, list[dict]] = {s: [] for s in settings}
+    for q in questions:
+        for setting in settings:
+            started = time.perf_counter()
+            if setting == "lead":
+                evidence = asker.retriever.search(q["body"], asker.settings.retrieval.k)
+                firsts = [abstract_sentences([tuple(s) for s in e.sections] or [("", "", e.abstract)]) for e in evidence]
+                shown = [s[0].text for s in firsts[:3] if s]
+                text, answer = " ".join(shown), None
+            else:
+                kwargs = {"generated": {"mode": "generated"}, "findings-only": {"bottom_line": False}}.get(setting, {})
+                answer = asker.ask(q["body"], **kwargs)
+                evidence = answer.evidence
+                text = answer.summary(0 if setting == "generated" else n_summary)
+                shown = [s.text for s in answer.bottom_line] + [x for f in answer.findings for x in f.sentences]
+            elapsed = time.perf_counter() - started
+            gold_in = bool(set(q["gold"]) & {e.pmid for e in evidence})
+            scores = rouge(text, q["ideal"]) if text else {"rouge2": 0.0, "su4": 0.0}
+            echoes = [s for s in shown if echo_detail(q["body"], s, asker.embedder, threshold)]
+            row = {"id": q["id"], "task": q["task"], "type": q["type"], "text": text, **scores, "seconds": elapsed,
+                   "gold_in_evidence": gold_in, "abstained": bool(answer and answer.abstained),
+                   "shown_sentences": len(shown), "echoes": echoes}
+            if answer is not None:
+                row.update(bottom_line=[s.text for s in answer.bottom_line], abstain_reason=answer.abstain_reason,
+                           dropped=[(d.text, d.reason) for d in answer.dropped], pmids=[e.pmid for e in evidence],
+                           findings=[f.model_dump(include={"number", "pmid", "sentences", "design", "year",
+                                                           "sample_size", "section"}) for f in answer.findings])
+            rows[setting].append(row)
+        if progress:
+            progress(1)
+    out: dict = {}
+    for setting, rs in rows.items():
+        with_gold = [r for r in rs if r["gold_in_evidence"]]
+        shown = sum(r["shown_sentences"] for r in rs)
+        summary = {
+            "n": len(rs),
+            "rouge2": round(float(np.mean([r["rouge2"] for r in rs])), 4),
+            "su4": round(float(np.mean([r["su4"] for r in rs])), 4),
+            "abstained_with_gold": round(sum(r["abstained"] for r in with_gold) / max(1, len(with_gold)), 4),
+            "gold_in_evidence": len(with_gold),
+            "echo_share": round(sum(len(r["echoes"]) for r in rs) / max(1, shown), 4),
+            "p50_s": round(float(np.median([r["seconds"] for r in rs])), 3),
+        }
+        if setting == "default":
+            generated = [r for r in rs if not r["abstained"]]
+            summary["bottom_line_survival"] = round(
+                sum(bool(r["bottom_line"]) for r in generated) / max(1, len(generated)), 4)
+            summary["drop_reasons"] = dict(Counter(reason for r in rs for _, reason in r["dropped"]).most_common())
+        out[setting] = {**summary, "per_question": rs}
+    return out
+
+
+def answers_table(results: dict) -> str:
+    """A markdown table of ``evaluate_answers``' summaries."""
+    lines = ["| setting | n | ROUGE-2 | ROUGE-SU4 | abstained with gold evidence | echo share | bottom line survival "
+             "| p50 |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        survival = f"{r['bottom_line_survival']:.1%}" if "bottom_line_survival" in r else "-"
+        lines.append(f"| {name} | {r['n']} | {r['rouge2']:.4f} | {r['su4']:.4f} | {r['abstained_with_gold']:.1%} "
+                     f"({r['gold_in_evidence']} with gold) | {r['echo_share']:.1%} | {survival} | {r['p50_s']:.2f} s |")
+    reasons = next((r["drop_reasons"] for r in results.values() if "drop_reasons" in r), None)
+    if reasons is not None:
+        lines.append("")
+        lines.append("Dropped bottom-line sentences by reason: "
+                     + (", ".join(f"{k} {v}" for k, v in reasons.items()) or "none"))
+    return "\n".join(lines)

@@ -10,8 +10,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableLambda
 from pydantic import ConfigDict
 
+from pubmed_rag.types import Evidence
 from rag.pipeline import Asker
-from rag.retrieve import Evidence, Filters, IndexRetriever
+from rag.retrieve import Filters, IndexRetriever
 
 
 def to_document(ev: Evidence) -> Document:

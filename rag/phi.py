@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
+from pubmed_rag.types import Redaction
 
 _MONTHS = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|"
            r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
@@ -39,11 +39,6 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("name", re.compile(rf"(?:(?<=\bMr\. )|(?<=\bMrs\. )|(?<=\bMs\. )|(?<=\bDr\. )|(?<=\bMr )|(?<=\bMrs )|"
                         rf"(?<=\bMs )|(?<=\bDr )|(?<=\bpatient )|(?<=\bnamed )|(?<=\bPatient ))({_NAME})")),
 ]
-
-
-class Redaction(BaseModel):
-    kind: str
-    text: str
 
 
 def redact(text: str) -> tuple[str, list[Redaction]]:

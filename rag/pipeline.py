@@ -1,7 +1,12 @@
-"""Question -> evidence -> streamed answer -> citations mapped, attached and verified.
+"""Question -> evidence -> key findings -> checked bottom line.
 
-``Asker.stream`` yields events as they happen (the evidence, each generated piece of text, the final answer), so the
-CLI and the UI show the answer as it is written; ``Asker.ask`` returns the final ``Answer`` alone.
+``Asker.stream`` yields events as they happen: the evidence, the key findings (quoted sentences, shown at once), each
+generated piece of the bottom line, then the final ``Answer``; ``Asker.ask`` returns the final ``Answer`` alone.
+
+The evidence speaks first, in its own words: a 135M-parameter model cannot write reliable medical prose, so it only
+writes a short bottom line from the findings, and only sentences that pass ``rag.bottom_line``'s checks are shown.
+``answer.mode = "generated"`` keeps the previous design (the model writes the whole answer from the passages, then
+citations are mapped and verified) for comparison.
 """
 
 from __future__ import annotations
@@ -10,19 +15,22 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ingest.embedder import Embedder, load_embedder
 from ingest.index import LoadedIndex
 from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
-from rag.answer import ABSTAIN_TEXT, Answer, Citation, Sentence, Timings
+from pubmed_rag.types import ABSTAIN_TEXT, Answer, Citation, Evidence, Sentence, Timings
+from rag.bottom_line import STOP, BottomLineChecker, build_prompt
+from rag.bottom_line import SYSTEM as BOTTOM_LINE_SYSTEM
 from rag.citations import markers, split_sentences, strip_markers
-from rag.generator import Generator, load_generator
+from rag.findings import CosineSentenceScorer, FindingExtractor, SentenceScorer
+from rag.generation import Generator, load_generator
 from rag.phi import redact
 from rag.prompt import SYSTEM, build_user_prompt
-from rag.retrieve import Evidence, Filters, IndexRetriever
+from rag.retrieve import Filters, IndexRetriever
 from rag.verify import SupportScorer
 
 
@@ -32,7 +40,10 @@ class QuestionError(ValueError):
 
 @dataclass
 class Event:
-    kind: str  # "evidence" | "token" | "answer"
+    """One step of an answer as it happens: ``evidence`` (list of Evidence), ``findings`` (list of Finding),
+    ``token`` (a piece of generated text) and, last, ``answer`` (the Answer)."""
+
+    kind: Literal["evidence", "findings", "token", "answer"]
     data: Any
 
 
@@ -40,7 +51,8 @@ class Asker:
     """Answers questions from one index. Models load lazily, once."""
 
     def __init__(self, settings: Settings | None = None, index: str | None = None,
-                 generator: Generator | None = None, embedder: Embedder | None = None) -> None:
+                 generator: Generator | None = None, embedder: Embedder | None = None,
+                 sentence_scorer: SentenceScorer | None = None) -> None:
         self.settings = settings or Settings.load()
         self.index = LoadedIndex(self.settings.paths.index_dir, index or self.settings.paths.default_index)
         configured = self.settings.embedding.model
@@ -52,6 +64,7 @@ class Asker:
         self.embedder = embedder or load_embedder(self.index.embedding_model, self.index.max_tokens)
         self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval)
         self.scorer = SupportScorer(self.embedder, self.settings.verify)
+        self.findings = FindingExtractor(sentence_scorer or CosineSentenceScorer(self.embedder), self.settings.answer)
         self._generator = generator
 
     @property
@@ -61,6 +74,7 @@ class Asker:
         return self._generator
 
     def validate(self, question: str) -> str:
+        """The question stripped, or ``QuestionError`` saying what is wrong with it."""
         question = (question or "").strip()
         if not question:
             raise QuestionError("the question is empty; type a clinical question.")
@@ -71,6 +85,7 @@ class Asker:
         return question
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
+        """The final answer (``stream``'s last event); keyword arguments as for ``stream``."""
         answer = None
         for event in self.stream(question, **kwargs):
             if event.kind == "answer":
@@ -79,57 +94,119 @@ class Asker:
         return answer
 
     def stream(self, question: str, k: int | None = None, filters: Filters | None = None,
-               retriever: str | None = None, max_new_tokens: int | None = None) -> Iterator[Event]:
+               retriever: str | None = None, max_new_tokens: int | None = None,
+               mode: str | None = None, bottom_line: bool | None = None) -> Iterator[Event]:
+        """Answer ``question`` from the top ``k`` records, yielding each step as it happens (see ``Event``).
+
+        ``filters`` restrict retrieval; ``retriever`` (hybrid, dense, bm25), ``max_new_tokens``, ``mode``
+        (evidence-first, generated) and ``bottom_line`` (False: findings only) override the settings for this
+        question.
+        """
         started = time.perf_counter()
         question = self.validate(question)
         k = k or self.settings.retrieval.k
-        mode = retriever or self.settings.retrieval.retriever
-        evidence = self.retriever.search(question, k, filters, mode)
+        mode = mode or self.settings.answer.mode
+        retrieval = retriever or self.settings.retrieval.retriever
+        evidence = self.retriever.search(question, k, filters, retrieval)
         timings = Timings(retrieve=time.perf_counter() - started)
         yield Event("evidence", evidence)
-        base = dict(question=question, evidence=evidence, model=self.settings.generator.model,
-                    index=self.index.name, retriever=mode)
+        base = dict(question=question, evidence=evidence, model=self.generator_name, index=self.index.name,
+                    retriever=retrieval, mode=mode, timings=timings)
 
-        relevance = self._relevance(question, evidence)
-        if not evidence or relevance < self.settings.verify.abstain_below:
-            timings.total = time.perf_counter() - started
-            reason = (f"best evidence similarity {relevance:.2f} is below verify.abstain_below "
-                      f"{self.settings.verify.abstain_below:.2f}") if evidence else "no evidence matched"
-            yield Event("answer", Answer(**base, answer=ABSTAIN_TEXT, sentences=[Sentence(text=ABSTAIN_TEXT)],
-                                         abstained=True, abstain_reason=reason, timings=timings))
+        if not evidence:
+            yield Event("answer", self._abstain(base, started, "no evidence matched"))
+            return
+        if mode == "generated":  # the previous design abstains on the record-level similarity
+            relevance = self.relevance(question, evidence)
+            if relevance < self.settings.verify.abstain_below:
+                reason = (f"best evidence similarity {relevance:.2f} is below verify.abstain_below "
+                          f"{self.settings.verify.abstain_below:.2f}")
+                yield Event("answer", self._abstain(base, started, reason))
+                return
+            yield from self._generated(question, evidence, base, started, max_new_tokens)
             return
 
-        sent_question, redactions = question, []
-        if self.settings.generator.backend != "local":  # text is about to leave the machine
-            sent_question, redactions = redact(question)
-        user = build_user_prompt(sent_question, evidence, self.settings.generator.passage_chars)
+        found_at = time.perf_counter()
+        findings = self.findings.extract(question, evidence)
+        timings.findings = time.perf_counter() - found_at
+        yield Event("findings", findings)
+        if not findings:
+            reason = f"no evidence sentence reaches answer.min_relevance {self.settings.answer.min_relevance:.2f}"
+            yield Event("answer", self._abstain(base, started, reason))
+            return
+        answer = Answer(**base, answer="", findings=findings)
+        if self.settings.answer.bottom_line if bottom_line is None else bottom_line:
+            shown = findings[: self.settings.answer.prompt_findings]
+            sent_question = self._outgoing(question, answer)
+            text = yield from self._generate(BOTTOM_LINE_SYSTEM, build_prompt(sent_question, shown), timings, started,
+                                             max_new_tokens or self.settings.answer.bottom_line_tokens, STOP)
+            verify_start = time.perf_counter()
+            checker = BottomLineChecker(self.embedder, self.scorer, self.settings.answer, self.settings.verify,
+                                        allow_yes_no=self.settings.generator.backend != "local")
+            answer.bottom_line, answer.dropped = checker.check(question, text, shown)
+            answer.answer = " ".join(s.text for s in answer.bottom_line)
+            answer.new_tokens = self._count_tokens(text)
+            timings.verify = time.perf_counter() - verify_start
+        timings.total = time.perf_counter() - started
+        yield Event("answer", answer)
+
+    @property
+    def generator_name(self) -> str:
+        return self._generator.name if self._generator is not None else self.settings.generator.model
+
+    def _abstain(self, base: dict, started: float, reason: str) -> Answer:
+        base["timings"].total = time.perf_counter() - started
+        return Answer(**base, answer=ABSTAIN_TEXT, abstained=True, abstain_reason=reason)
+
+    def _outgoing(self, question: str, answer: Answer) -> str:
+        """The question as it may leave the machine: redacted for any backend but the local one."""
+        if self.settings.generator.backend == "local":
+            return question
+        sent, answer.redactions = redact(question)
+        return sent
+
+    def _generate(self, system: str, user: str, timings: Timings, started: float, max_new_tokens: int,
+                  stop: tuple[str, ...] = ()):
+        """Stream the generator's reply as ``token`` events; return the whole text."""
         pieces: list[str] = []
         gen_start = time.perf_counter()
-        for piece in self.generator.stream(SYSTEM, user, max_new_tokens or self.settings.generator.max_new_tokens):
+        for piece in self.generator.stream(system, user, max_new_tokens, stop=stop):
             if timings.first_token is None and piece:
                 timings.first_token = time.perf_counter() - started
             pieces.append(piece)
             yield Event("token", piece)
         timings.generate = time.perf_counter() - gen_start
-        text = "".join(pieces).strip()
+        text = "".join(pieces)
+        for marker in stop:  # a backend may return the piece that contained the stop string
+            text = text.split(marker)[0]
+        return text.strip()
 
+    def _generated(self, question: str, evidence: list[Evidence], base: dict, started: float,
+                   max_new_tokens: int | None) -> Iterator[Event]:
+        """The previous design: the model answers from the passages; citations are then mapped and verified."""
+        timings: Timings = base["timings"]
+        answer = Answer(**base, answer="")
+        user = build_user_prompt(self._outgoing(question, answer), evidence, self.settings.generator.passage_chars)
+        text = yield from self._generate(SYSTEM, user, timings, started,
+                                         max_new_tokens or self.settings.generator.max_new_tokens)
         verify_start = time.perf_counter()
         sentences, removed = self.cite(text, evidence)
         timings.verify = time.perf_counter() - verify_start
         timings.total = time.perf_counter() - started
-        answer = Answer(**base, answer=" ".join(s.text for s in sentences), sentences=sentences,
-                        removed_citations=removed, timings=timings, redactions=redactions,
-                        new_tokens=self._count_tokens(text))
+        answer.bottom_line, answer.removed_citations = sentences, removed
+        answer.answer = " ".join(s.text for s in sentences)
+        answer.new_tokens = self._count_tokens(text)
         failing = [s for s in sentences if s.verdict in ("uncited", "unsupported")]
         if not sentences or len(failing) * 2 >= len(sentences):
             answer.abstained = True
             answer.abstain_reason = (f"{len(failing)} of {len(sentences)} generated sentences are not supported by "
                                      "the evidence") if sentences else "the model produced no answer"
             answer.answer = ABSTAIN_TEXT
-            answer.sentences = [Sentence(text=ABSTAIN_TEXT)]
+            answer.bottom_line = []
         yield Event("answer", answer)
 
-    def _relevance(self, question: str, evidence: list[Evidence]) -> float:
+    def relevance(self, question: str, evidence: list[Evidence]) -> float:
+        """Best similarity of the question to an evidence record (title and passage): the abstention signal."""
         if not evidence:
             return 0.0
         vecs = self.embedder.encode([question] + [f"{e.title}\n{e.passage}" for e in evidence])
@@ -155,7 +232,8 @@ class Asker:
         return [sentences[i] for i in kept]
 
     def cite(self, text: str, evidence: list[Evidence]) -> tuple[list[Sentence], list[int]]:
-        """Map ``[n]`` markers to evidence, drop invalid ones, attach evidence to uncited sentences, verify all."""
+        """Generated mode: map ``[n]`` markers to evidence, drop invalid ones, attach evidence to uncited
+        sentences, verify all."""
         by_number = {e.number: e for e in evidence}
         raw = self._distinct(split_sentences(text))
         support = self.scorer.score_matrix(raw, [e.abstract or e.passage for e in evidence])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pubmed_rag.types import Evidence
 from rag.injection import neutralize
-from rag.retrieve import Evidence
 
 SYSTEM = (
     "You are a medical evidence assistant for clinicians. Answer the question in 2 to 4 short sentences using only "

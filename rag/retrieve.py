@@ -20,6 +20,7 @@ from ingest.embedder import Embedder
 from ingest.index import LoadedIndex
 from pubmed_rag.records import Record
 from pubmed_rag.settings import RetrievalSettings
+from pubmed_rag.types import Evidence
 from rag.grading import grade
 
 
@@ -59,35 +60,6 @@ class Filters(BaseModel):
     @property
     def active(self) -> bool:
         return self.sql()[0] != "1"
-
-
-class Evidence(BaseModel):
-    """One retrieved record, numbered as it is cited ([1], [2], ...)."""
-
-    number: int
-    pmid: str
-    title: str
-    journal: str
-    year: int | None
-    authors: list[str]
-    publication_types: list[str]
-    mesh: list[str]
-    doi: str
-    retracted: bool
-    retraction_notice: bool
-    grade: int
-    grade_label: str
-    score: float
-    passage: str
-    chunk_id: int
-    abstract: str
-    url: str
-
-    @property
-    def authors_short(self) -> str:
-        if not self.authors:
-            return ""
-        return self.authors[0] + (" et al." if len(self.authors) > 1 else "")
 
 
 @dataclass
@@ -273,4 +245,5 @@ def to_evidence(number: int, record: Record, passage: str, chunk_id: int, score:
         authors=record.authors, publication_types=record.publication_types, mesh=record.mesh, doi=record.doi,
         retracted=record.retracted, retraction_notice=record.is_retraction_notice, grade=value, grade_label=label,
         score=round(float(score), 4), passage=passage, chunk_id=chunk_id, abstract=record.abstract, url=record.url,
+        sections=record.labelled_sections(),
     )

@@ -29,10 +29,12 @@ def test_ask_json_and_unknown_index(small_index_dir, generator_cache):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert q["pmid"] in [e["pmid"] for e in data["evidence"]] and len(data["evidence"]) == 3
-    assert {c["pmid"] for s in data["sentences"] for c in s["citations"]} <= {e["pmid"] for e in data["evidence"]}
+    assert {c["pmid"] for s in data["bottom_line"] for c in s["citations"]} <= {e["pmid"] for e in data["evidence"]}
+    assert data["findings"][0]["pmid"] == q["pmid"] and data["findings"][0]["sentences"]
 
     text = run("ask", q["question"], "--index", "small", "--k", "2", "--max-new-tokens", "24", *common)
-    assert text.returncode == 0 and "References:" in text.stdout or "Closest evidence:" in text.stdout
+    assert text.returncode == 0 and text.stdout.index("Bottom line") < text.stdout.index("Key findings") < \
+        text.stdout.index("References")
     assert f"PMID {q['pmid']}" in text.stdout and "https://pubmed.ncbi.nlm.nih.gov/" in text.stdout
 
     bad = run("ask", "anything", "--index", "nope", *common)

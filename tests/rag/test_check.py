@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 from ingest.build import FileSource, ingest
+from pubmed_rag.cli import main
 from rag.check import parse_claims
 from tests.conftest import XML
 from tests.eutils_server import EUtilsServer
 from tests.test_cli import run
 
-CLAIM = "As-needed budesonide-formoterol was noninferior to budesonide maintenance for severe exacerbations"
+CLAIM = "As-needed budesonide-formoterol was noninferior to budesonide maintenance"
 
 
 def test_parse_claims_forms():
@@ -28,11 +29,36 @@ def test_check_cli_offline_json(small_index_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     first, second = json.loads(done.stdout)
     by_pmid = {r["pmid"]: r for r in first["results"]}
-    assert by_pmid["29768149"]["verdict"] == "supported" and by_pmid["29768149"]["score"] > 0.6
-    assert "annual rate of severe exacerbations" in by_pmid["29768149"]["best_sentence"]
-    assert by_pmid["21645374"]["verdict"] == "unsupported"
+    nejm = by_pmid["29768149"]
+    # Similar in topic (cosine 0.7), but the abstract says "inferior": the checker now says so.
+    assert nejm["verdict"] == "contradicted" and nejm["score"] > 0.6 and nejm["rule"] == "direction"
+    assert nejm["reason"] == "direction disagrees: 'inferior' in the abstract, 'noninferior' in the claim"
+    assert "inferior to budesonide maintenance" in nejm["best_sentence"] and nejm["evidence"][0] == nejm["best_sentence"]
+    assert by_pmid["21645374"]["verdict"] == "not enough information"
     assert second["results"] == [{"pmid": "99999999", "indexed": False, "fetched": False, "title": "",
-                                  "score": None, "verdict": "not indexed", "best_sentence": "", "url": ""}]
+                                  "score": None, "verdict": "not indexed", "probability": None, "reason": "",
+                                  "rule": "", "best_sentence": "", "evidence": [], "url": ""}]
+
+
+def test_check_cli_text_names_verdict_reason_and_sentence(small_index_dir, capsys):
+    code = main(["check", "--claim", "Exacerbation rates were lower with as-needed budesonide-formoterol than with "
+                 "terbutaline", "--pmid", "29768149", "--index", "small", "--paths.index_dir", str(small_index_dir)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "✓ PMID 29768149 (indexed): supported (p=" in out
+    assert "why: " in out and "deciding sentence: " in out and "terbutaline" in out
+
+
+def test_check_cli_corrupted_verifier_names_the_fallback(small_index_dir, tmp_path, capsys):
+    broken = tmp_path / "verifier"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"\0" * 100)
+    common = ["check", "--claim", CLAIM, "--pmid", "29768149", "--index", "small", "--paths.index_dir",
+              str(small_index_dir), "--verify.model", str(broken)]
+    assert main(common) == 1
+    assert "verify.scorer cosine" in capsys.readouterr().err
+    assert main([*common, "--verify.scorer", "cosine", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["results"][0]["verdict"] == "contradicted"
 
 
 def test_check_fetches_unindexed_pmids_only_when_allowed(settings, embedder, tmp_path):

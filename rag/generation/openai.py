@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from urllib.error import HTTPError, URLError
 
+from pubmed_rag.retry import with_retries
 from pubmed_rag.settings import GeneratorSettings
-from rag.generator import GeneratorError
+from rag.generation.base import GeneratorError
 
 _MESSAGES = {
     401: "the API key was rejected (HTTP 401); set generator.api_key or OPENAI_API_KEY",
@@ -26,8 +27,9 @@ _MESSAGES = {
 class OpenAIGenerator:
     """Streams Chat Completions over HTTP with timeouts and retries."""
 
-    def __init__(self, settings: GeneratorSettings) -> None:
+    def __init__(self, settings: GeneratorSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
+        self.sleep = sleep
         self.name = settings.model
         self.url = settings.base_url.rstrip("/") + "/chat/completions"
 
@@ -36,27 +38,31 @@ class OpenAIGenerator:
         if self.settings.api_key:
             headers["Authorization"] = f"Bearer {self.settings.api_key}"
         data = json.dumps(body).encode()
-        delay = 1.0
-        for attempt in range(self.settings.max_retries + 1):
-            try:
-                request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-                return urllib.request.urlopen(request, timeout=self.settings.timeout)
-            except HTTPError as exc:
-                retry = exc.code == 429 or exc.code >= 500
-                if not retry or attempt == self.settings.max_retries:
-                    detail = _MESSAGES.get(exc.code, f"server error (HTTP {exc.code})")
-                    raise GeneratorError(f"{self.url}: {detail}") from exc
-            except (URLError, TimeoutError) as exc:
-                if attempt == self.settings.max_retries:
-                    raise GeneratorError(f"{self.url}: no answer ({exc}); check generator.base_url") from exc
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
 
-    def stream(self, system: str, user: str, max_new_tokens: int) -> Iterator[str]:
+        def post():
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            return urllib.request.urlopen(request, timeout=self.settings.timeout)
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, HTTPError):
+                return exc.code == 429 or exc.code >= 500
+            return isinstance(exc, URLError | TimeoutError)
+
+        try:
+            return with_retries(post, retries=self.settings.max_retries, backoff=1.0, retryable=retryable,
+                                sleep=self.sleep)
+        except HTTPError as exc:
+            detail = _MESSAGES.get(exc.code, f"server error (HTTP {exc.code})")
+            raise GeneratorError(f"{self.url}: {detail}") from exc
+        except (URLError, TimeoutError) as exc:
+            raise GeneratorError(f"{self.url}: no answer ({exc}); check generator.base_url") from exc
+
+    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
         body = {"model": self.settings.model, "max_tokens": max_new_tokens, "temperature": self.settings.temperature,
                 "stream": self.settings.stream,
                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+        if stop:
+            body["stop"] = list(stop)[:4]  # the Chat Completions API takes at most 4
         with self._request(body) as response:
             if not self.settings.stream:
                 reply = json.loads(response.read())

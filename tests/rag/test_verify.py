@@ -1,0 +1,98 @@
+"""The citation verifier: three verdicts with reasons on the NEJM SYGMA 1 abstract, offline loading, clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+
+import pytest
+
+from ingest.index import LoadedIndex
+from pubmed_rag.settings import VerifySettings
+from rag.verify import SHIPPED, Support, SupportScorer, VerifierError, load_verifier
+
+NONINFERIOR = "As-needed budesonide-formoterol was noninferior to budesonide maintenance"
+LOWER = "Exacerbation rates were lower with as-needed budesonide-formoterol than with terbutaline"
+UNRELATED = "Metformin inhibits mitochondrial complex I and reduces tumour growth in pancreatic cancer cells"
+
+
+@pytest.fixture(scope="module")
+def sygma(small_index_dir) -> str:
+    index = LoadedIndex(small_index_dir, "small")
+    return index.store.get_many(["29768149"])["29768149"].abstract
+
+
+@pytest.fixture(scope="module")
+def verifier(embedder) -> SupportScorer:
+    return SupportScorer(embedder, VerifySettings())
+
+
+def test_noninferior_claim_is_contradicted_with_the_reason(verifier, sygma):
+    s = verifier.check(NONINFERIOR, sygma)
+    assert s.label == "contradicted" and verifier.verdict(s) == "contradicted"
+    assert "'inferior' in the abstract, 'noninferior' in the claim" in s.reason
+    assert "inferior to budesonide maintenance" in s.sentence and s.sentences[0] == s.sentence
+    assert 0.5 <= s.probability <= 1 and s.scorer == "verifier"
+
+
+def test_lower_exacerbations_claim_is_supported(verifier, sygma):
+    s = verifier.check(LOWER, sygma)
+    assert s.label == "supported" and s.rule == "" and s.probability >= 0.5
+    assert "terbutaline" in s.sentence and "exacerbation" in s.sentence.lower()
+    assert set(s.probabilities) == {"supported", "contradicted", "not enough information"}
+    assert abs(sum(s.probabilities.values()) - 1) < 1e-3
+
+
+def test_unrelated_claim_is_not_enough_information(verifier, sygma):
+    s = verifier.check(UNRELATED, sygma)
+    assert s.label == "not enough information" and s.reason
+
+
+def test_score_matrix_and_similarity_verdict_keep_working(verifier, sygma, embedder):
+    matrix = verifier.score_matrix([LOWER, UNRELATED], [sygma, "Metformin inhibits mitochondrial complex I."])
+    assert [len(row) for row in matrix] == [2, 2] and all(isinstance(s, Support) for row in matrix for s in row)
+    assert matrix[1][1].score > matrix[1][0].score  # .score stays the cosine similarity
+    assert verifier.verdict(0.9) == "supported" and verifier.verdict(0.32) == "weak" and verifier.verdict(0.1) == "unsupported"
+
+
+def test_cosine_fallback_needs_no_weights_and_still_applies_the_rules(embedder, sygma, tmp_path):
+    scorer = SupportScorer(embedder, VerifySettings(scorer="cosine", model=str(tmp_path / "absent")))
+    assert scorer.model is None
+    s = scorer.check(NONINFERIOR, sygma)
+    assert s.label == "contradicted" and s.rule == "direction"
+    assert scorer.check(LOWER, sygma).label == "supported"
+    assert SupportScorer(embedder, VerifySettings(scorer="cosine", rules=False)).check(NONINFERIOR, sygma).label == "supported"
+
+
+def test_shipped_weights_load_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the verifier tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    load_verifier.cache_clear()
+    started = time.perf_counter()
+    model = load_verifier(str(SHIPPED))
+    seconds = time.perf_counter() - started
+    assert model.transformers_model.config.id2label[1] == "contradicted"
+    assert seconds < 5  # about 0.5 s on an idle 2-core machine; the bound leaves room for a busy one
+    assert (SHIPPED / "README.md").read_text().startswith("# pubmed-rag citation verifier")
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 50e6
+
+
+def test_corrupted_or_missing_weights_name_the_cosine_fallback(embedder, tmp_path):
+    broken = tmp_path / "verifier"
+    shutil.copytree(SHIPPED, broken)
+    weights = broken / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64
+    weights.write_bytes(bytes(data))
+    with pytest.raises(VerifierError, match="corrupted.*verify.scorer cosine"):
+        SupportScorer(embedder, VerifySettings(model=str(broken)))
+    weights.write_bytes(b"not a safetensors file")
+    (broken / "training.json").unlink()  # no checksum to compare: the load itself must fail clearly
+    with pytest.raises(VerifierError, match="cannot load the verifier.*verify.scorer cosine"):
+        SupportScorer(embedder, VerifySettings(model=str(broken)))
+    weights.unlink()
+    with pytest.raises(VerifierError, match="not found.*verify.scorer cosine"):
+        SupportScorer(embedder, VerifySettings(model=str(broken)))
