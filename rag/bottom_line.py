@@ -6,8 +6,8 @@ answer's ``dropped`` list for auditing, never shown as part of the answer):
 - it is complete (not cut off), contains no prompt formatting and is not a question;
 - it does not restate the question (embedding similarity below ``answer.echo_threshold``, and not made of the
   question's own words);
-- it cites a finding (or the system attaches the finding that supports it best), and its support against that
-  finding passes ``verify.supported``;
+- it cites a finding itself (nothing is attached for it), and its support against that finding passes
+  ``verify.supported``;
 - its negation agrees with the finding's ("reduced" vs "did not reduce"), every number it states appears in the
   findings it cites, and its direction words do not oppose the finding's; and the verifier (``verify.scorer``)
   does not read the finding as contradicting it.
@@ -119,14 +119,13 @@ class BottomLineChecker:
                 dropped.append(Dropped(text=sentence, reason="repeated"))
                 continue
             cited = [n for n in markers(sentence) if n in by_number]
-            attributed = False
-            if not cited:
-                best = int(np.argmax([s.score for s in support[i]]))
-                cited, attributed = [findings[best].number], True
+            if not cited:  # the bottom line must cite its finding itself: nothing is attached for it
+                dropped.append(Dropped(text=sentence, reason="uncited", detail="cites no finding"))
+                continue
             passing = [n for n in cited if support[i][self._index(findings, n)].score >= self.verify.supported]
             if not passing:
                 best_score = max(support[i][self._index(findings, n)].score for n in cited)
-                dropped.append(Dropped(text=sentence, reason="uncited" if attributed else "unsupported",
+                dropped.append(Dropped(text=sentence, reason="unsupported",
                                        detail=f"support {best_score:.2f} below verify.supported "
                                        f"{self.verify.supported:.2f} against finding(s) {cited}"))
                 continue
@@ -152,10 +151,10 @@ class BottomLineChecker:
             citations = []
             for n in passing:
                 s = support[i][self._index(findings, n)]
-                citations.append(Citation(number=n, pmid=by_number[n].pmid, attributed=attributed, support=s.score,
+                citations.append(Citation(number=n, pmid=by_number[n].pmid, support=s.score,
                                           verdict=self.scorer.verdict(s.score), evidence_sentence=s.sentence))
             removed = [n for n in markers(sentence) if n not in by_number]
-            shown = strip_markers(sentence) if attributed or removed else sentence
+            shown = sentence
             if removed:  # citations outside the findings are removed; the valid ones are written back
                 shown = f"{strip_markers(sentence).rstrip('.')} {''.join(f'[{n}]' for n in passing)}."
             kept.append(Sentence(text=shown, citations=citations, removed_citations=removed))

@@ -126,8 +126,7 @@ def synthetic_flips(pqal: Path, scorer: SupportScorer, n: int = 0, seed: int = 0
     import json
     import random
 
-    from rag.citations import split_sentences
-    from rag.training.verifier import _RECOMMENDATION, contradict
+    from rag.training.verifier import contradict, finding_sentence
 
     data = list(json.loads(Path(pqal).read_text(encoding="utf-8")).values())
     if n and n < len(data):
@@ -135,12 +134,12 @@ def synthetic_flips(pqal: Path, scorer: SupportScorer, n: int = 0, seed: int = 0
     rng = random.Random(seed)
     kept, flipped, kinds = [], [], {}
     for d in data:
-        found = [x for x in split_sentences(d["LONG_ANSWER"]) if not _RECOMMENDATION.search(x)]
-        edit = contradict(found[0], rng) if found else None
-        if not edit:
+        finding = finding_sentence(d["LONG_ANSWER"])
+        edit = contradict(finding, rng) if finding else None
+        if not finding or not edit:
             continue
         abstract = " ".join([*d["CONTEXTS"], d["LONG_ANSWER"]])
-        kept.append(scorer.check(found[0], abstract).label)
+        kept.append(scorer.check(finding, abstract).label)
         flipped.append(scorer.check(edit[0], abstract).label)
         kinds.setdefault(edit[1], []).append(flipped[-1])
     share = lambda labels, label: round(labels.count(label) / max(1, len(labels)), 4)  # noqa: E731

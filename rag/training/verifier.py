@@ -53,6 +53,12 @@ _AUX = re.compile(r"\b(is|are|was|were|does|did|has|have|had|can|could|will|may|
 _MEASURE = re.compile(r"(?<![\w.,\-])(\d+(?:\.\d+)?)(?=\s?%)|(?<![\w.,\-])(\d+\.\d+)(?![\w-])")
 
 
+def finding_sentence(conclusion: str) -> str | None:
+    """The first sentence of a conclusion that states a finding (not "further studies are needed")."""
+    found = [s for s in split_sentences(conclusion) if not _RECOMMENDATION.search(s)]
+    return found[0] if found else None
+
+
 def _case_like(word: str, model: str) -> str:
     return word.capitalize() if model[:1].isupper() else word
 
@@ -173,12 +179,11 @@ def pubmedqa_examples(pqal: Path, held_out: set[str], seed: int, limit: int = 0,
     items = pool[:max(4, limit) if limit else items_cap]
     out: list[Example] = []
     for i, d in enumerate(items):
-        found = [s for s in split_sentences(d["LONG_ANSWER"]) if not _RECOMMENDATION.search(s)]
+        claim = finding_sentence(d["LONG_ANSWER"])
         ctx = [(label.upper(), s) for label, text in zip(d["LABELS"], d["CONTEXTS"], strict=False)
                for s in split_sentences(text)]
-        if not found or not ctx:
+        if not claim or not ctx:
             continue
-        claim = found[0]
         claim_vec = _tfidf([claim], idf)[0]
         sims = [_cos(claim_vec, v) for v in _tfidf([s for _, s in ctx], idf)]
         results = [k for k, (label, _) in enumerate(ctx) if "RESULT" in label] or list(range(len(ctx)))

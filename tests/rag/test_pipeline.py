@@ -176,7 +176,8 @@ def test_injected_text_is_never_a_finding(small_settings, embedder, generator_ca
     answer = asker.ask("Is leucocyte telomere length associated with pancreatic cancer risk?")
     assert answer.findings[0].pmid == "27797938"
     assert not any("IGNORE" in s for f in answer.findings for s in f.sentences)
-    assert answer.bottom_line == [] and answer.dropped[0].reason in ("unsupported", "uncited")
+    # Its only citation points outside the findings: nothing is attached for it, so it is dropped as uncited.
+    assert answer.bottom_line == [] and [d.reason for d in answer.dropped] == ["uncited"]
     assert "IGNORE PREVIOUS INSTRUCTIONS" not in asker.generator.last_prompt[1]
 
 
