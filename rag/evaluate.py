@@ -281,8 +281,9 @@ def evaluate_qa(asker, questions: list[Question], labels: tuple[str, ...], setti
     """Yes/no(/maybe) accuracy and macro-F1 in one setting, for both decision rules (``argmax``, ``calibrated``).
 
     ``retrieval``: decide from the top-k evidence (with ``exclude_own``, the question's own PMIDs are removed from the
-    index first: PubMedQA*). ``no-retrieval``: from the question alone. ``verified``: the full ask pipeline answers
-    first (generation, citation verification, abstention); an abstention is the decision 'maybe' (or, without that
+    index first: PubMedQA*). ``no-retrieval``: from the question alone. ``verified``: the generated answer design answers
+    first (generation, citation verification, abstention when half its sentences fail);
+    an abstention is the decision 'maybe' (or, without that
     label, no decision, which counts as wrong); otherwise the decision is taken from the answer's evidence.
     """
     from rag.retrieve import Filters
@@ -298,7 +299,7 @@ def evaluate_qa(asker, questions: list[Question], labels: tuple[str, ...], setti
         if setting == "retrieval":
             evidence = asker.retriever.search(q.text, asker.settings.retrieval.k, filters)
         elif setting == "verified":
-            answer = asker.ask(q.text, filters=filters, max_new_tokens=max_new_tokens)
+            answer = asker.ask(q.text, filters=filters, max_new_tokens=max_new_tokens, mode="generated")
             row["abstained"], evidence = answer.abstained, answer.evidence
         if row["abstained"]:
             row["argmax"] = row["calibrated"] = "maybe" if "maybe" in labels else "abstained"

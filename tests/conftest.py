@@ -81,7 +81,9 @@ def generator_cache(tmp_path_factory) -> Path:
 def asker(small_index_dir, embedder, generator_cache):
     from rag.pipeline import Asker
 
-    s = Settings.load({"paths.index_dir": str(small_index_dir), "paths.cache_dir": str(generator_cache)})
+    # The answer-pipeline tests pin the similarity scorer: the trained verifier has tests of its own (test_verify).
+    s = Settings.load({"paths.index_dir": str(small_index_dir), "paths.cache_dir": str(generator_cache),
+                       "verify.scorer": "cosine"})
     return Asker(s, index="small", embedder=embedder)
 
 
