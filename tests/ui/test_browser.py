@@ -78,7 +78,7 @@ def test_ask_in_a_real_browser_and_screenshot_each_page(app_url):
         expect(page.get_by_text("Inhaled Combined Budesonide-Formoterol as Needed in Mild Asthma.")).to_be_visible()
         # An answer with a citation linking to its evidence card, or the honest abstention.
         # The key findings, quoted and cited with links to their evidence cards.
-        expect(page.get_by_text("Key findings")).to_be_visible()
+        expect(page.get_by_text("Key findings", exact=True)).to_be_visible()
         assert page.locator('a[href="#ev-1"]').count() > 0
         expect(page.get_by_text("not medical advice", exact=False)).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "ask.png"), full_page=True)
