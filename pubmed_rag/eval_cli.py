@@ -201,8 +201,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"flipped conclusions ({args.pubmedqa.name}, {flips['n']}), {name}: original kept supported "
                   f"{flips['original_supported']:.1%}, flipped called contradicted {flips['flipped_contradicted']:.1%}"
                   f", flipped still supported {flips['flipped_supported']:.1%}")
-        if args.tune and any(n.startswith("verifier") for n in names):
-            name = next(n for n in names if n.startswith("verifier"))
+        if args.tune and {"verifier", "verifier+rules"} & set(names):
+            name = "verifier+rules" if "verifier+rules" in names else "verifier"  # the default, rules on
             scorer = base.variant(**SCORERS[name])
             items = load_scifact(claims, corpus)
             results["tuning"] = tune_thresholds(items[: args.n] if args.n else items, scorer)

@@ -118,7 +118,7 @@ def test_help_of_every_subcommand(command, capsys):
 def test_top_level_help_and_verbose_before_or_after_the_command(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
-    assert exited.value.code == 0 and "{ingest,index,ask,check,eval}" in capsys.readouterr().out
+    assert exited.value.code == 0 and "{ingest,index,ask,check,eval,train}" in capsys.readouterr().out
     from pubmed_rag.cli import build_parser
 
     parser = build_parser()

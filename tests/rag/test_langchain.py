@@ -22,7 +22,9 @@ def test_answer_chain_invokes_the_pipeline(asker):
     fake = Asker(asker.settings, index="small", generator=FakeGenerator(text), embedder=asker.embedder)
     q = pubmedqa_questions()[0]
     result = answer_chain(fake).invoke({"question": q["question"]})
-    assert result["sentences"][0]["citations"][0]["pmid"] == q["pmid"] == "21645374"
+    assert result["findings"][0]["pmid"] == q["pmid"] == "21645374"
+    said = [s["text"] for s in result["bottom_line"]] + [d["text"] for d in result["dropped"]]
+    assert any(t.startswith("Mitochondrial dynamics were delineated") for t in said)
     assert answer_chain(fake).invoke(q["question"])["evidence"][0]["pmid"] == "21645374"
 
 

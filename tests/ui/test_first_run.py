@@ -23,7 +23,7 @@ def test_the_app_and_the_makefile_build_the_same_sample_files():
     names = ["abstracts.jsonl.gz", "medline16n0902_clinical.xml.gz", "pubmed-29768149.xml", "pubmed26n1334.xml.gz",
              "pubmed26n1335.xml.gz", "pubmed4.xml"]
     assert [p.name for p in first_run.sample_files()] == names
-    dry = subprocess.run(["make", "-n", "-B", "-o", ".venv/.installed", "indexes/sample/CURRENT"], cwd=ROOT,
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-B", "-o", ".venv/.installed", "indexes/sample/CURRENT"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     assert dry.split() == [".venv/bin/pubmed-rag", "ingest", "--index", "sample"] + [f"data/sample/{n}" for n in names]
 
