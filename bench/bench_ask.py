@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from pubmed_rag.settings import Settings
-from rag.evaluate import bioasq_answer_questions
+from rag.evaluation import bioasq_answer_questions
 from rag.pipeline import Asker
 
 ROOT = Path(__file__).parents[1]

@@ -22,7 +22,7 @@ from ingest.build import RecordsSource, ingest
 from ingest.index import IndexLayout, LoadedIndex
 from pubmed_rag.records import Deletion
 from pubmed_rag.settings import Settings
-from rag.evaluate import bioasq_questions, load_bioasq, load_corpus
+from rag.evaluation import bioasq_questions, load_bioasq, load_corpus
 from rag.pipeline import Asker
 
 SHARED = Path("..") / "shared" / "data"

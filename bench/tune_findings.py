@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.embedder import load_embedder  # noqa: E402
 from pubmed_rag.records import section_category  # noqa: E402
-from rag.evaluate import bioasq_answer_questions, rouge  # noqa: E402
+from rag.evaluation import bioasq_answer_questions, rouge  # noqa: E402
 from rag.findings import abstract_sentences, has_cue, lexical_overlap  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

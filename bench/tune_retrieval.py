@@ -14,9 +14,9 @@ import itertools
 from pathlib import Path
 
 from pubmed_rag.settings import Settings
-from rag.evaluate import bioasq_questions, load_bioasq, retrieval_metrics
+from rag.evaluation import bioasq_questions, load_bioasq, retrieval_metrics
 from rag.pipeline import Asker
-from rag.retrieve import Filters, IndexRetriever
+from rag.retrieve import Filters, IndexRetriever, fuse
 
 
 def rankings(asker: Asker, questions, depth: int) -> list[tuple[list, list]]:
@@ -26,11 +26,9 @@ def rankings(asker: Asker, questions, depth: int) -> list[tuple[list, list]]:
     return out
 
 
-def fuse(asker: Asker, dense, bm25, wd: float, wb: float, k: int) -> list[str]:
+def fused_pmids(asker: Asker, dense, bm25, wd: float, wb: float, k: int) -> list[str]:
     """The retriever's own fusion of cached rankings, with these weights and RRF k."""
-    settings = asker.settings.retrieval.model_copy(update={"dense_weight": wd, "bm25_weight": wb, "rrf_k": k})
-    fused = IndexRetriever(asker.index, asker.embedder, settings)._fuse([(dense, wd), (bm25, wb)])
-    return [h.pmid for h in fused[:20]]
+    return [h.pmid for h in fuse([(dense, wd), (bm25, wb)], k)[:20]]
 
 
 def main() -> None:
@@ -49,12 +47,12 @@ def main() -> None:
         return
     tune_r, report_r = rankings(asker, tune_q, args.depth), rankings(asker, report_q, args.depth)
     grid = list(itertools.product([0.5, 0.75, 1.0], [1.0, 1.25, 1.5, 2.0], [10, 30, 60]))
-    best = max(grid, key=lambda g: retrieval_metrics([fuse(asker, d, b, *g) for d, b in tune_r],
+    best = max(grid, key=lambda g: retrieval_metrics([fused_pmids(asker, d, b, *g) for d, b in tune_r],
                                                      [q.gold for q in tune_q])["ndcg@10"])
     print(f"tuned on {len(tune_q)} questions ({', '.join(sorted({p.parent.name for p in args.tune}))}); "
           f"best (dense_weight, bm25_weight, rrf_k) = {best}")
     for name, (wd, wb, k) in {"default RRF (1, 1, 60)": (1.0, 1.0, 60), f"tuned {best}": best}.items():
-        m = retrieval_metrics([fuse(asker, d, b, wd, wb, k) for d, b in report_r], [q.gold for q in report_q])
+        m = retrieval_metrics([fused_pmids(asker, d, b, wd, wb, k) for d, b in report_r], [q.gold for q in report_q])
         print(f"report set ({len(report_q)} questions) {name}: nDCG@10 {m['ndcg@10']:.3f}, "
               f"recall@20 {m['recall@20']:.3f}, MRR {m['mrr']:.3f}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pubmed_rag.records import Chunk, Record
+from pubmed_rag.types import Filters
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -64,9 +66,63 @@ class RecordStore:
             self.conn = sqlite3.connect(self.path, check_same_thread=False)
             self.conn.executescript(SCHEMA)
         self.conn.row_factory = sqlite3.Row
+        self._local = threading.local()
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's own read-only connection, so searches run in parallel (SQLite releases the GIL)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        return conn
 
     def close(self) -> None:
         self.conn.close()
+
+    # -- search ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def where(filters: Filters) -> tuple[str, list]:
+        """A ``WHERE`` fragment over ``records r`` for ``filters`` and its parameters (``"1"`` when unfiltered)."""
+        parts, params = ["1"], []
+        if filters.year_min is not None:
+            parts.append("r.year >= ?")
+            params.append(filters.year_min)
+        if filters.year_max is not None:
+            parts.append("r.year <= ?")
+            params.append(filters.year_max)
+        if filters.exclude_retracted:
+            parts.append("r.retracted = 0")
+        if filters.publication_types:
+            marks = ",".join("?" * len(filters.publication_types))
+            parts.append(f"EXISTS (SELECT 1 FROM json_each(r.data, '$.publication_types') WHERE value IN ({marks}))")
+            params.extend(filters.publication_types)
+        if filters.exclude_pmids:
+            parts.append(f"r.pmid NOT IN ({','.join('?' * len(filters.exclude_pmids))})")
+            params.extend(filters.exclude_pmids)
+        if filters.mesh:
+            parts.append("EXISTS (SELECT 1 FROM json_each(r.data, '$.mesh') WHERE lower(value) = lower(?))")
+            params.append(filters.mesh)
+        return " AND ".join(parts), params
+
+    def bm25(self, query: str, limit: int, filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(chunk ids, BM25 scores)`` of the best ``limit`` chunks for an FTS5 ``query``, best first, among the
+        records passing ``filters``; on this thread's read-only connection."""
+        if filters is not None and filters.active:
+            where, params = self.where(filters)
+            sql = ("SELECT f.rowid, -bm25(chunks_fts) AS s FROM chunks_fts f "
+                   "JOIN chunks c ON c.chunk_id = f.rowid JOIN records r ON r.pmid = c.pmid "
+                   f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?")
+        else:
+            sql, params = ("SELECT rowid, -bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
+                           "ORDER BY s DESC LIMIT ?"), []
+        rows = self.reader().execute(sql, [query, *params, limit]).fetchall()
+        return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32))
+
+    def filtered_chunk_ids(self, filters: Filters) -> np.ndarray:
+        """The ids of the chunks whose records pass ``filters``."""
+        where, params = self.where(filters)
+        rows = self.reader().execute(
+            f"SELECT c.chunk_id FROM chunks c JOIN records r ON r.pmid = c.pmid WHERE {where}", params)
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     # -- reads -----------------------------------------------------------------------------------------------
     def get(self, pmid: str) -> Record | None:

@@ -15,6 +15,23 @@ DropReason = Literal["uncited", "unsupported", "contradicted", "echoes the quest
                      "numbers", "direction", "prompt formatting", "yes/no from the local model", "cut off", "repeated"]
 
 
+class Filters(BaseModel):
+    """Restrictions applied inside retrieval (the record store turns them into SQL: ``RecordStore.where``)."""
+
+    year_min: int | None = None
+    year_max: int | None = None
+    publication_types: list[str] = []
+    exclude_retracted: bool = False
+    mesh: str | None = None
+    exclude_pmids: list[str] = []
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is filtered."""
+        return any((self.year_min is not None, self.year_max is not None, self.publication_types,
+                    self.exclude_retracted, self.mesh, self.exclude_pmids))
+
+
 class Evidence(BaseModel):
     """One retrieved record, numbered as it is cited ([1], [2], ...)."""
 

@@ -13,7 +13,7 @@ SYSTEM = (
 )
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
@@ -26,7 +26,7 @@ def build_user_prompt(question: str, evidence: list[Evidence], passage_chars: in
     blocks = []
     for ev in evidence:
         meta = ", ".join(str(x) for x in (ev.journal, ev.year, ev.grade_label) if x)
-        title = _clip(ev.title, 200) if ev.title else "(untitled)"
-        passage = _clip(neutralize(ev.passage), passage_chars)
+        title = clip(ev.title, 200) if ev.title else "(untitled)"
+        passage = clip(neutralize(ev.passage), passage_chars)
         blocks.append(f"[{ev.number}] {neutralize(title)} ({meta})\n\"\"\"{passage}\"\"\"")
     return "Evidence:\n" + "\n\n".join(blocks) + f"\n\nQuestion: {question.strip()}\nAnswer with citations:"

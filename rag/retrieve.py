@@ -7,59 +7,19 @@ returns k matching sources whenever the index holds them.
 from __future__ import annotations
 
 import re
-import sqlite3
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel
 
 from ingest.embedder import Embedder
 from ingest.index import LoadedIndex
 from pubmed_rag.records import Record
 from pubmed_rag.settings import RetrievalSettings
-from pubmed_rag.types import Evidence
+from pubmed_rag.types import Evidence, Filters
+from rag.cross_encoder import load_cross_encoder
 from rag.grading import grade
-
-
-class Filters(BaseModel):
-    """Restrictions applied inside retrieval."""
-
-    year_min: int | None = None
-    year_max: int | None = None
-    publication_types: list[str] = []
-    exclude_retracted: bool = False
-    mesh: str | None = None
-    exclude_pmids: list[str] = []
-
-    def sql(self) -> tuple[str, list]:
-        """A ``WHERE`` fragment over ``records r`` and its parameters (``"1"`` when unfiltered)."""
-        parts, params = ["1"], []
-        if self.year_min is not None:
-            parts.append("r.year >= ?")
-            params.append(self.year_min)
-        if self.year_max is not None:
-            parts.append("r.year <= ?")
-            params.append(self.year_max)
-        if self.exclude_retracted:
-            parts.append("r.retracted = 0")
-        if self.publication_types:
-            marks = ",".join("?" * len(self.publication_types))
-            parts.append(f"EXISTS (SELECT 1 FROM json_each(r.data, '$.publication_types') WHERE value IN ({marks}))")
-            params.extend(self.publication_types)
-        if self.exclude_pmids:
-            parts.append(f"r.pmid NOT IN ({','.join('?' * len(self.exclude_pmids))})")
-            params.extend(self.exclude_pmids)
-        if self.mesh:
-            parts.append("EXISTS (SELECT 1 FROM json_each(r.data, '$.mesh') WHERE lower(value) = lower(?))")
-            params.append(self.mesh)
-        return " AND ".join(parts), params
-
-    @property
-    def active(self) -> bool:
-        return self.sql()[0] != "1"
 
 
 @dataclass
@@ -97,7 +57,6 @@ class IndexRetriever:
         self.embedder = embedder
         self.settings = settings
         self._cross_encoder = None
-        self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
     # -- single rankings (best chunk per PMID, best first) ---------------------------------------------------
@@ -117,36 +76,12 @@ class IndexRetriever:
         query = fts_query(question)
         if not query:
             return []
-        if filters.active:
-            where, params = filters.sql()
-            sql = ("SELECT f.rowid, -bm25(chunks_fts) AS s FROM chunks_fts f "
-                   "JOIN chunks c ON c.chunk_id = f.rowid JOIN records r ON r.pmid = c.pmid "
-                   f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s DESC LIMIT ?")
-        else:
-            sql, params = ("SELECT rowid, -bm25(chunks_fts) AS s FROM chunks_fts WHERE chunks_fts MATCH ? "
-                           "ORDER BY s DESC LIMIT ?"), []
-        rows = self._connection().execute(sql, [query, *params, depth * 3]).fetchall()
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        scores = np.array([r[1] for r in rows], dtype=np.float32)
+        ids, scores = self.index.store.bm25(query, depth * 3, filters)
         return self._best_per_pmid(scores, ids, limit=depth, source="bm25")
-
-    def _connection(self) -> sqlite3.Connection:
-        """A read-only connection per thread, so BM25 runs in parallel with the dense search (SQLite drops the GIL)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = sqlite3.connect(f"file:{self.index.store.path}?mode=ro", uri=True,
-                                                      check_same_thread=False)
-        return conn
 
     def _allowed_chunks(self, filters: Filters) -> np.ndarray | None:
         """The chunk ids passing ``filters``, or ``None`` when nothing is filtered."""
-        if not filters.active:
-            return None
-        where, params = filters.sql()
-        rows = self.index.store.conn.execute(
-            f"SELECT c.chunk_id FROM chunks c JOIN records r ON r.pmid = c.pmid WHERE {where}", params
-        )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+        return self.index.store.filtered_chunk_ids(filters) if filters.active else None
 
     def _best_per_pmid(self, scores: np.ndarray, ids: np.ndarray, limit: int, source: str) -> list[Hit]:
         valid = [(int(i), float(s)) for i, s in zip(ids, scores, strict=True) if i >= 0]
@@ -162,6 +97,7 @@ class IndexRetriever:
 
     # -- fused --------------------------------------------------------------------------------------------
     def rank(self, question: str, k: int, filters: Filters | None = None, retriever: str | None = None) -> list[Hit]:
+        """The top ``k`` hits (one per PMID): the chosen ranking, then the optional reranker and grade prior."""
         filters = filters or Filters()
         mode = retriever or self.settings.retriever
         depth = max(self.settings.depth, k)
@@ -190,25 +126,20 @@ class IndexRetriever:
         vector = self.embedder.encode([question])[0]
         rankings = [(self._dense_search(vector, depth, allowed), self.settings.dense_weight)]
         rankings.append((lexical.result(), self.settings.bm25_weight))
-        hits = self._fuse(rankings)
+        hits = fuse(rankings, self.settings.rrf_k)
         if self.settings.prf_docs and hits:
             feedback = self.index.vectors.vectors([h.chunk_id for h in hits[: self.settings.prf_docs]]).mean(axis=0)
             expanded = vector + self.settings.prf_weight * feedback
             expanded /= np.linalg.norm(expanded) or 1.0
             rankings.append((self._dense_search(expanded, depth, allowed, source="feedback"), self.settings.prf_weight))
-            hits = self._fuse(rankings)
+            hits = fuse(rankings, self.settings.rrf_k)
         return hits
 
     def _rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
         """Order candidates by a sentence-transformers ``CrossEncoder`` score of (question, passage)."""
         if self._cross_encoder is None:
-            from sentence_transformers import CrossEncoder
-
-            try:
-                self._cross_encoder = CrossEncoder(self.settings.reranker)
-            except (OSError, ValueError) as exc:
-                raise RuntimeError(f"cannot load reranker {self.settings.reranker!r} ({exc}); give a local "
-                                   "CrossEncoder folder, or unset retrieval.reranker.") from exc
+            self._cross_encoder = load_cross_encoder(self.settings.reranker, what="reranker",
+                                                     remedy="give a local CrossEncoder folder, or unset retrieval.reranker.")
         chunks = self.index.store.chunks(h.chunk_id for h in hits)
         scores = self._cross_encoder.predict([(question, chunks[h.chunk_id].text) for h in hits])
         for hit, score in zip(hits, scores, strict=True):
@@ -229,11 +160,26 @@ class IndexRetriever:
 
     def search(self, question: str, k: int, filters: Filters | None = None,
                retriever: str | None = None) -> list[Evidence]:
+        """The top ``k`` records for ``question`` as numbered evidence (the best passage of each), among those passing
+        ``filters``; ``retriever`` overrides ``retrieval.retriever`` (hybrid, dense or bm25)."""
         hits = self.rank(question, k, filters, retriever)
         records = self.index.store.get_many(h.pmid for h in hits)
         chunks = self.index.store.chunks(h.chunk_id for h in hits)
         return [to_evidence(n, records[h.pmid], chunks[h.chunk_id].text, h.chunk_id, h.score)
                 for n, h in enumerate(hits, start=1)]
+
+
+def fuse(rankings: list[tuple[list[Hit], float]], rrf_k: int) -> list[Hit]:
+    """Weighted reciprocal rank fusion of ``(hits, weight)`` rankings, by PMID; best first."""
+    fused: dict[str, Hit] = {}
+    for hits, weight in rankings:
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.setdefault(hit.pmid, Hit(hit.pmid, hit.chunk_id, 0.0))
+            entry.score += weight / (rrf_k + rank)
+            entry.sources.update(hit.sources)
+            if "dense" in hit.sources:  # prefer the semantically best passage for display
+                entry.chunk_id = hit.chunk_id
+    return sorted(fused.values(), key=lambda h: -h.score)
 
 
 def to_evidence(number: int, record: Record, passage: str, chunk_id: int, score: float) -> Evidence:

@@ -13,12 +13,12 @@ import pytest
 
 from ingest.build import FileSource, ingest
 from ingest.index import IndexLayout
-from pubmed_rag.cli import main
 from tests.conftest import ROOT, XML, pubmedqa_questions
+from ui.cli import main
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pubmed_rag.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "ui.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
@@ -119,7 +119,7 @@ def test_top_level_help_and_verbose_before_or_after_the_command(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
     assert exited.value.code == 0 and "{ingest,index,ask,check,eval,train}" in capsys.readouterr().out
-    from pubmed_rag.cli import build_parser
+    from ui.cli import build_parser
 
     parser = build_parser()
     assert parser.parse_args(["-v", "index", "list"]).verbose is True
@@ -177,7 +177,7 @@ def test_library_chatter_is_off_by_default_and_on_with_verbose(restore_logging):
 
 def test_our_progress_bars_show_where_library_bars_are_hidden():
     # TQDM_DISABLE is what configure() sets: a library's plain tqdm bar is hidden, our ingest bars are not.
-    code = ("from tqdm import tqdm\nfrom pubmed_rag.cli import TqdmProgress\n"
+    code = ("from tqdm import tqdm\nfrom ui.cli.main import TqdmProgress\n"
             "for _ in tqdm(range(3), desc='library-bar'): pass\n"
             "p = TqdmProgress(); p('parse', 31, 31); p.close()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

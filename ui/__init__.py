@@ -1,1 +1,1 @@
-"""Streamlit app: pages that display what the ``ingest`` and ``rag`` library calls return."""
+"""The front ends: the Streamlit app (``ui/app.py``, ``ui/pages/``) and the ``pubmed-rag`` command line (``ui/cli/``)."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from rag.agreement import ANTONYMS
 from rag.citations import split_sentences
-from rag.scifact import load_scifact
+from rag.evaluation.scifact import load_scifact
 from rag.training import MODELS, Example, TrainConfig, config_dict, ship, train_cross_encoder
 
 LABELS = ["supported", "contradicted", "not enough information"]
@@ -276,7 +276,7 @@ def train_verifier(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainCon
     model, result = train_cross_encoder(examples, LABELS, config, progress=progress)
     metrics: dict[str, Any] = {}
     if evaluate:
-        from rag.eval_verify import evaluate_model
+        from rag.evaluation.verify import evaluate_model
 
         citint = Path(data_dir) / "citation_integrity"
         metrics = evaluate_model(model, embedder or load_embedder(), citint / "claims_dev.jsonl",

@@ -166,7 +166,7 @@ def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
     big = tmp_path / "big.jsonl.gz"
     with gzip.open(SAMPLE_ABSTRACTS) as src:
         big.write_bytes(gzip.compress(src.read()))
-    cmd = [sys.executable, "-m", "pubmed_rag.cli", "ingest", "--index", "k", str(big),
+    cmd = [sys.executable, "-m", "ui.cli", "ingest", "--index", "k", str(big),
            "--paths.index_dir", str(settings.paths.index_dir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     versions = settings.paths.index_dir / "k" / "versions"

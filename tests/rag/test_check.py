@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 from ingest.build import FileSource, ingest
-from pubmed_rag.cli import main
 from rag.check import parse_claims
 from tests.conftest import XML
 from tests.eutils_server import EUtilsServer
 from tests.test_cli import run
+from ui.cli import main
 
 CLAIM = "As-needed budesonide-formoterol was noninferior to budesonide maintenance"
 

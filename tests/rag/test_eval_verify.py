@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from pubmed_rag.cli import main
-from rag.eval_verify import verdict_metrics
-from rag.scifact import clean_claim, load_scifact
+from rag.evaluation.scifact import clean_claim, load_scifact
+from rag.evaluation.verify import verdict_metrics
 from tests.conftest import FIXTURES
+from ui.cli import main
 
 S, C, N = "supported", "contradicted", "not enough information"
 

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from rag.evaluate import (
-    QA_SYSTEM,
+from rag.evaluation import (
     Question,
     bioasq_snippet_records,
     calibrate_support,
@@ -16,10 +15,10 @@ from rag.evaluate import (
     evaluate_qa,
     parse_decision,
     qa_metrics,
-    qa_prompt,
     retrieval_metrics,
     roc_auc,
 )
+from rag.evaluation.qa import QA_SYSTEM, qa_prompt
 from rag.pipeline import Asker
 from tests.conftest import FakeGenerator, pubmedqa_questions
 
@@ -132,7 +131,7 @@ def test_support_calibration_on_real_pubmedqa_items(asker):
 
 
 def test_rouge_su4_by_hand_and_rouge2_from_the_package():
-    from rag.evaluate import rouge
+    from rag.evaluation import rouge
 
     # unigrams a, b shared; skip-bigrams (a, b) shared of 3 each: 3 of 6 on both sides.
     assert rouge("a b c", ["x y", "a b d"]) == {"rouge2": 0.5, "su4": 0.5}
@@ -141,7 +140,7 @@ def test_rouge_su4_by_hand_and_rouge2_from_the_package():
 
 def test_answers_evaluation_on_a_real_bioasq_summary_question(small_settings, embedder, generator_cache):
     from ingest.build import RecordsSource, ingest
-    from rag.evaluate import bioasq_answer_questions, evaluate_answers, load_bioasq
+    from rag.evaluation import bioasq_answer_questions, evaluate_answers, load_bioasq
     from tests.conftest import FIXTURES
 
     fixture = FIXTURES / "bioasq_9B1_sample.json"

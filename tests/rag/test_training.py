@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from pubmed_rag.cli import main
 from rag.training.verifier import (
     CONTRADICTED,
     NEI,
@@ -18,6 +17,7 @@ from rag.training.verifier import (
     restate,
 )
 from tests.conftest import ROOT
+from ui.cli import main
 
 DATA = ROOT.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not (DATA / "citation_integrity").is_dir(), reason="../shared/data is absent")

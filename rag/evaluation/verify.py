@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rag.evaluate import roc_auc
-from rag.scifact import ClaimItem, load_scifact
+from rag.evaluation import roc_auc
+from rag.evaluation.scifact import ClaimItem, load_scifact
 from rag.verify import LABELS, Support, SupportScorer
 
 SCORERS = {  # name -> VerifySettings overrides

@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_common_flags(p)
 
-    from pubmed_rag.eval_cli import add_parser
-    from pubmed_rag.train_cli import add_parser as add_train_parser
+    from ui.cli.eval import add_parser
+    from ui.cli.train import add_parser as add_train_parser
 
     add_parser(sub, _add_common_flags)
     add_train_parser(sub, _add_common_flags)
@@ -310,14 +310,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pubmed_rag.eval_cli import cmd_eval as run
+    from ui.cli.eval import cmd_eval as run
 
     return run(args, _settings(args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``pubmed-rag train <task>``: rebuild a shipped model (see pubmed_rag/train_cli.py)."""
-    from pubmed_rag.train_cli import cmd_train as run
+    """``pubmed-rag train <task>``: rebuild a shipped model (see ui/cli/train.py)."""
+    from ui.cli.train import cmd_train as run
 
     return run(args)
 

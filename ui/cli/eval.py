@@ -1,4 +1,4 @@
-"""``pubmed-rag eval``: retrieval and QA evaluation on BioASQ and PubMedQA files (a thin shell over rag.evaluate)."""
+"""``pubmed-rag eval``: retrieval and QA evaluation on BioASQ and PubMedQA files (a thin shell over rag.evaluation)."""
 
 from __future__ import annotations
 
@@ -61,8 +61,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     from ingest.build import RecordsSource, ingest
     from ingest.index import IndexLayout
-    from pubmed_rag.cli import TqdmProgress
-    from rag.evaluate import (
+    from rag.evaluation import (
         bioasq_corpus,
         bioasq_questions,
         evaluate_retrieval,
@@ -71,6 +70,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         pubmedqa_questions,
     )
     from rag.pipeline import Asker
+    from ui.cli.main import TqdmProgress
 
     if args.task == "verify":
         return run_verify(args, settings)
@@ -83,7 +83,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         ingest([RecordsSource("eval-corpus", records)], args.index, settings, progress=TqdmProgress())
     asker = Asker(settings, index=args.index)
     if args.task == "answers":
-        from rag.evaluate import bioasq_answer_questions
+        from rag.evaluation import bioasq_answer_questions
 
         if args.dataset != "bioasq":
             print("error: eval answers needs --dataset bioasq (questions with ideal answers)", file=sys.stderr)
@@ -97,7 +97,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         questions = [questions[i * len(questions) // args.n] for i in range(args.n)]
     results: dict = {}
     if args.task == "calibrate":
-        from rag.evaluate import calibrate_abstention, calibrate_support
+        from rag.evaluation import calibrate_abstention, calibrate_support
 
         results = {"support": calibrate_support(args.pqal, asker.scorer),
                    "abstention": calibrate_abstention(asker, questions)}
@@ -114,7 +114,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             results[mode] = metrics
         print(markdown_table(results))
     elif args.task == "answers":
-        from rag.evaluate import answers_table, evaluate_answers
+        from rag.evaluation import answers_table, evaluate_answers
 
         with tqdm(total=len(questions), desc="answers", file=sys.stderr, disable=False) as bar:
             results = evaluate_answers(asker, questions, args.answer_settings.split(","), progress=bar.update)
@@ -136,7 +136,7 @@ def run_qa(asker, questions, dataset: str, settings: list[str], max_new_tokens: 
     """Each QA setting over the questions, with a progress bar (PubMedQA: the question's own abstract excluded)."""
     from tqdm import tqdm
 
-    from rag.evaluate import evaluate_qa
+    from rag.evaluation import evaluate_qa
 
     labels = ("yes", "no", "maybe") if dataset == "pubmedqa" else ("yes", "no")
     out = {}
@@ -155,9 +155,9 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from ingest.embedder import load_embedder
-    from rag.eval_verify import SCORERS, evaluate_verify, markdown, synthetic_flips, tune_thresholds
-    from rag.evaluate import calibrate_support
-    from rag.scifact import load_scifact
+    from rag.evaluation import calibrate_support
+    from rag.evaluation.scifact import load_scifact
+    from rag.evaluation.verify import SCORERS, evaluate_verify, markdown, synthetic_flips, tune_thresholds
     from rag.verify import SupportScorer, VerifierError
 
     if args.dataset not in ("citation-integrity", "pubmedqa") and not args.claims:
