@@ -1,7 +1,8 @@
 """Build or incrementally update an index from sources, atomically.
 
-The served version is copied to a staging folder, changes are applied there (only new or changed records are
-embedded), the result is checked against its manifest, and only then is it published.
+A staging folder gets a copy of the served version's record store and hard links to its (immutable) vector shards;
+changes are applied there (only new or changed records are embedded; added vectors become one new shard, removed
+ones a deletion list), the result is checked against its manifest, and only then is it published.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ingest.ann import IndexSpec
+from ingest.ann.sharded import ShardedIndex
 from ingest.chunking import Chunker
 from ingest.embedder import Embedder, load_embedder
-from ingest.faiss_index import VectorIndex
 from ingest.index import IndexLayout
-from ingest.manifest import STORE_FILE, VECTORS_FILE, read_manifest, verify_folder, write_manifest
+from ingest.manifest import STORE_FILE, open_vectors, read_manifest, verify_folder, write_manifest
 from ingest.sources import detect_format, parse_file
 from ingest.store import RecordStore, now
 from pubmed_rag.records import Deletion, IngestError, Record, Skipped
-from pubmed_rag.settings import Settings
+from pubmed_rag.settings import IndexSettings, Settings
 
 
 class Source(Protocol):
@@ -100,7 +102,7 @@ class _Run:
 
     FLUSH = 256
 
-    def __init__(self, store: RecordStore, vectors: VectorIndex, embedder: Embedder, chunker: Chunker,
+    def __init__(self, store: RecordStore, vectors: ShardedIndex, embedder: Embedder, chunker: Chunker,
                  batch_size: int, progress: Progress, summary: IngestSummary) -> None:
         self.store, self.vectors, self.embedder, self.chunker = store, vectors, embedder, chunker
         self.batch_size, self.progress, self.summary = batch_size, progress, summary
@@ -203,10 +205,11 @@ def ingest(
         try:
             if previous:
                 shutil.copy2(previous / STORE_FILE, staging / STORE_FILE)
-                shutil.copy2(previous / VECTORS_FILE, staging / VECTORS_FILE)
-                vectors = VectorIndex.load(staging / VECTORS_FILE)
+                vectors = open_vectors(previous, old_manifest)
+                _check_type(index, settings.index, vectors.spec.type)
             else:
-                vectors = VectorIndex.create(embedder.dimension)
+                vectors = ShardedIndex.create(embedder.dimension, index_spec(settings.index),
+                                              settings.index.flat_below, settings.index.exact_below)
             store = RecordStore(staging / STORE_FILE)
             run = _Run(store, vectors, embedder, Chunker(embedder, settings.embedding.chunk_overlap),
                        settings.embedding.batch_size, progress, summary)
@@ -229,9 +232,10 @@ def ingest(
                 summary.version = previous.name + " (unchanged)"
                 summary.seconds = time.perf_counter() - started
                 return summary
-            vectors.save(staging / VECTORS_FILE)
+            section = vectors.save(staging)
             write_manifest(staging, {
                 "name": index,
+                "index": {k: v for k, v in section.items() if k not in ("files", "linked")},
                 "embedding": {"model": model, "dimension": embedder.dimension, "max_tokens": max_tokens,
                               "chunk_overlap": settings.embedding.chunk_overlap},
                 "counts": counts,
@@ -239,8 +243,8 @@ def ingest(
                                                "skipped")} for p in provenance],
                 "created": old_manifest["created"] if old_manifest else now(),
                 "updated": now(),
-            })
-            report = verify_folder(staging)
+            }, [STORE_FILE, *section["files"]], _reused(old_manifest, section["linked"]))
+            report = verify_folder(staging, linked_from=previous)
             if not report.ok:
                 raise IngestError(f"index {index!r}: the new version failed verification: {report.problems}")
             summary.version = layout.publish(staging).name
@@ -249,6 +253,24 @@ def ingest(
             raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def index_spec(settings: IndexSettings) -> IndexSpec:
+    """The index type and parameters a new index is built with (``auto`` resolved when its size is known)."""
+    return IndexSpec.from_dict(settings.model_dump())
+
+
+def _check_type(index: str, settings: IndexSettings, served: str) -> None:
+    if settings.type not in ("auto", served):
+        raise IngestError(f"index {index!r} is a {served} index but index.type is {settings.type!r}; an update keeps "
+                          f"the index's type: change it with 'pubmed-rag index compact {index} --index.type "
+                          f"{settings.type}', or leave index.type as auto.")
+
+
+def _reused(old_manifest: dict | None, linked: list[str]) -> dict[str, dict]:
+    """Checksums of the files hard-linked unchanged from the previous version (not hashed again)."""
+    files = (old_manifest or {}).get("files", {})
+    return {name: files[name] for name in linked if name in files}
 
 
 def _not_published(problem: str, index: str, previous: Path | None) -> str:

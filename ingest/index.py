@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ingest.faiss_index import VectorIndex
-from ingest.manifest import STORE_FILE, VECTORS_FILE, VerifyReport, read_manifest, verify_folder
+from ingest.manifest import STORE_FILE, VerifyReport, open_vectors, read_manifest, verify_folder
 from ingest.store import ChunkPmids, RecordStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -137,14 +136,17 @@ def verify_index(index_dir: Path, name: str) -> VerifyReport:
 
 
 class LoadedIndex:
-    """A served index version opened for reading: manifest, record store and vectors."""
+    """A served index version opened for reading: manifest, record store and vectors (memory-mapped).
 
-    def __init__(self, index_dir: Path, name: str) -> None:
+    ``search`` overrides the manifest's search parameters (``nprobe``, ``ef_search``, ``refine``) for every query."""
+
+    def __init__(self, index_dir: Path, name: str, search: dict[str, int] | None = None) -> None:
         self.name = name
         self.folder = current_folder(index_dir, name)
         self.manifest = read_manifest(self.folder)
         self.store = RecordStore(self.folder / STORE_FILE, readonly=True)
-        self.vectors = VectorIndex.load(self.folder / VECTORS_FILE)
+        self.vectors = open_vectors(self.folder, self.manifest)
+        self.vectors.search_overrides = {k: v for k, v in (search or {}).items() if v}
 
     @cached_property
     def chunk_pmids(self) -> ChunkPmids:

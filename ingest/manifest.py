@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.faiss_index import VectorIndex
+from ingest.ann.sharded import LEGACY_FILE, ShardedIndex
 from ingest.store import RecordStore
 
-SCHEMA_VERSION = 1
+# 1: one vectors.faiss (IndexIDMap2 over IndexFlatIP); still opened, rewritten as shards by the next update.
+# 2: an ``index`` section (type, parameters, shards) and shard files (ingest/ann/sharded.py).
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
 STORE_FILE = "store.sqlite"
-VECTORS_FILE = "vectors.faiss"
+VECTORS_FILE = LEGACY_FILE
 MANIFEST_FILE = "manifest.json"
 
 
@@ -24,13 +28,17 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: Path, base: dict) -> dict:
-    """Write ``manifest.json`` for the (closed) store and vectors in ``folder``; return it."""
+def write_manifest(folder: Path, base: dict, files: list[str], known: dict[str, dict] | None = None) -> dict:
+    """Write ``manifest.json`` listing ``files`` (paths relative to ``folder``) with their checksums; return it.
+
+    ``known`` holds entries already computed for files hard-linked unchanged from the previous version, so an
+    update hashes only what it wrote."""
     manifest = dict(base)
     manifest["schema_version"] = SCHEMA_VERSION
+    known = known or {}
     manifest["files"] = {
-        name: {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
-        for name in (STORE_FILE, VECTORS_FILE)
+        name: known[name] if name in known else {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in files
     }
     tmp = folder / (MANIFEST_FILE + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -59,20 +67,42 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_folder(folder: Path) -> VerifyReport:
-    """Recompute checksums and counts of an index version and compare them with its manifest."""
+def open_vectors(folder: Path, manifest: dict, exact_below: int = 20_000) -> ShardedIndex:
+    """The version's vectors, memory-mapped (a schema-1 folder opens as one exact flat shard)."""
+    return ShardedIndex.open(folder, manifest.get("index"), exact_below=exact_below)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_ino, sa.st_dev) == (sb.st_ino, sb.st_dev)
+
+
+def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport:
+    """Recompute checksums and counts of an index version and compare them with its manifest.
+
+    With ``linked_from`` (the previous version, during an update) a file that is the same inode as that version's
+    file and recorded with the same checksum there is not hashed again: it is the same bytes."""
     report = VerifyReport(folder)
     try:
         manifest = read_manifest(folder)
     except (FileNotFoundError, json.JSONDecodeError) as exc:
         report.problems.append(str(exc))
         return report
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        report.problems.append(f"schema version {manifest.get('schema_version')} != {SCHEMA_VERSION}")
+    if manifest.get("schema_version") not in SCHEMA_VERSIONS:
+        report.problems.append(f"schema version {manifest.get('schema_version')} is not one of {SCHEMA_VERSIONS}; "
+                               "rebuild the index with this release's 'pubmed-rag ingest'.")
+        return report
+    previous = read_manifest(linked_from).get("files", {}) if linked_from else {}
     for name, expected in manifest.get("files", {}).items():
         path = folder / name
         if not path.exists():
             report.problems.append(f"{name}: missing")
+            continue
+        if (linked_from and previous.get(name, {}).get("sha256") == expected["sha256"]
+                and _same_file(path, linked_from / name)):
             continue
         actual = sha256(path)
         if actual != expected["sha256"]:
@@ -85,14 +115,14 @@ def verify_folder(folder: Path) -> VerifyReport:
         chunk_ids = set(store.all_chunk_ids())
     finally:
         store.close()
-    vectors = VectorIndex.load(folder / VECTORS_FILE)
+    vectors = open_vectors(folder, manifest)
     report.checked = {**counts, "vectors": len(vectors)}
     for key in ("records", "chunks", "deleted", "title_only", "retracted"):
         if manifest["counts"].get(key) != counts[key]:
             report.problems.append(f"{key}: store has {counts[key]}, manifest says {manifest['counts'].get(key)}")
     if len(vectors) != counts["chunks"]:
         report.problems.append(f"vectors: FAISS has {len(vectors)}, store has {counts['chunks']} chunks")
-    if set(vectors.ids().tolist()) != chunk_ids:
+    if len(vectors) != len(chunk_ids) or set(vectors.ids().tolist()) != chunk_ids:
         report.problems.append("vectors: FAISS ids differ from the store's chunk ids")
     if vectors.dimension != manifest["embedding"]["dimension"]:
         report.problems.append(

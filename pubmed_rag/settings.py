@@ -50,6 +50,27 @@ class IngestSettings(_Section):
     )
 
 
+class IndexSettings(_Section):
+    """The vector index type and its parameters (recorded in the manifest when an index is built; an update keeps
+    the manifest's; ``pubmed-rag index compact`` rebuilds with these). docs/scale.md has the measurements."""
+
+    type: Literal["auto", "flat", "ivfflat", "ivfpq", "hnsw"] = Field(
+        "auto", description="auto: exact flat below index.flat_below chunks, IVF-PQ with exact re-ranking above; "
+        "flat: exact; ivfflat / ivfpq: inverted lists (full vectors / PQ codes); hnsw: graph.")
+    flat_below: int = Field(200_000, ge=0, description="auto: chunks below which the index is exact flat.")
+    nlist: int = Field(0, ge=0, description="IVF lists (0 = about 4 * sqrt(chunks), a power of two).")
+    pq_m: int = Field(48, ge=1, description="IVF-PQ: bytes per vector code (sub-quantisers; divides the dimension).")
+    pq_bits: int = Field(8, ge=1, le=16, description="IVF-PQ: bits per sub-quantiser code (8 = 256 centroids each).")
+    hnsw_m: int = Field(32, ge=4, description="HNSW: graph neighbours per vector.")
+    ef_construction: int = Field(80, ge=8, description="HNSW: candidate list size while building.")
+    nprobe: int = Field(32, ge=1, description="IVF: lists visited per query.")
+    ef_search: int = Field(96, ge=1, description="HNSW: candidate list size per query.")
+    refine: int = Field(4, ge=1, description="IVF-PQ: k * refine candidates re-scored with the exact vectors.")
+    train_size: int = Field(0, ge=0, description="IVF: training sample size (0 = 64 per list, at least 10,000).")
+    exact_below: int = Field(20_000, ge=0, description="ANN types: a filter allowing at most this many chunks is "
+                             "searched exactly over those chunks.")
+
+
 class NCBISettings(_Section):
     email: str = Field("", description="Contact email NCBI asks every E-utilities user to send.")
     api_key: str = Field("", description="NCBI API key (raises the rate limit from 3 to 10 requests/s).")
@@ -183,6 +204,7 @@ class Settings(BaseSettings):
     paths: PathSettings = Field(default_factory=PathSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     ncbi: NCBISettings = Field(default_factory=NCBISettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)

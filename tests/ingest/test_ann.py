@@ -1,0 +1,174 @@
+"""Every vector index type on real records: build (by compaction of the small index), search against exact, delete,
+update (a hard-linked new shard), filter, reopen memory-mapped, verify; old single-file indexes still open."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import faiss
+import numpy as np
+import pytest
+
+from ingest.ann import resolve_spec
+from ingest.ann.base import IndexSpec
+from ingest.ann.sharded import SHARDS_DIR
+from ingest.build import FileSource, RecordsSource, ingest
+from ingest.compact import compact
+from ingest.index import IndexLayout, LoadedIndex, verify_index
+from ingest.manifest import STORE_FILE, sha256
+from pubmed_rag.records import Deletion
+from tests.conftest import XML
+
+# Small parameters so every type really is that type at ~300 chunks (IVF with 4 lists, PQ 16 x 4 bits).
+TYPES = {
+    "flat": {},
+    "ivfflat": {"index.nlist": 4, "index.nprobe": 2},
+    "ivfpq": {"index.nlist": 4, "index.nprobe": 4, "index.pq_m": 16, "index.pq_bits": 4, "index.refine": 8},
+    "hnsw": {"index.hnsw_m": 8, "index.ef_construction": 40, "index.ef_search": 32},
+}
+
+
+def typed(small_settings, index_type: str):
+    settings = small_settings.model_copy(deep=True)
+    settings.index.type = index_type
+    for key, value in TYPES[index_type].items():
+        setattr(settings.index, key.split(".")[1], value)
+    return settings
+
+
+def exact_top(index: LoadedIndex, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
+    ids = index.vectors.ids() if allowed is None else allowed
+    scores = index.vectors.vectors(ids.tolist()) @ query
+    return ids[np.argsort(-scores, kind="stable")[:k]].tolist()
+
+
+@pytest.mark.parametrize("index_type", list(TYPES))
+def test_index_type_lifecycle(small_settings, embedder, index_type):
+    settings = typed(small_settings, index_type)
+    before = LoadedIndex(settings.paths.index_dir, "small")
+    flat_ids = np.sort(before.vectors.ids())
+    summary = compact("small", settings)
+    assert (summary.type, summary.shards_after, summary.vectors) == (index_type, 1, len(flat_ids))
+
+    index = LoadedIndex(settings.paths.index_dir, "small")
+    m = index.manifest["index"]
+    assert m["type"] == index_type and m["spec"]["type"] == index_type
+    assert m["factory"] == {"flat": "Flat", "ivfflat": "IVF4,Flat", "ivfpq": "IVF4,PQ16x4,RFlat",
+                            "hnsw": "HNSW8,Flat"}[index_type]
+    assert type(index.vectors.shards[0].index).__name__ == {
+        "flat": "IndexFlatIP", "ivfflat": "IndexIVFFlat", "ivfpq": "IndexRefineFlat", "hnsw": "IndexHNSWFlat"}[index_type]
+    assert np.array_equal(np.sort(index.vectors.ids()), flat_ids)
+    # The stored vectors are the exact ones (IVF-PQ keeps them for re-ranking).
+    some = flat_ids[:5].tolist()
+    assert np.allclose(index.vectors.vectors(some), before.vectors.vectors(some), atol=1e-6)
+
+    # Search: the real question's nearest chunks, against exact search.
+    query = embedder.encode(["Do mitochondria play a role in remodelling lace plant leaves during programmed cell death?"])[0]
+    scores, ids = index.vectors.search(query, 10)
+    exact = exact_top(index, query, 10)
+    assert len(set(ids.tolist()) & set(exact)) >= 8 and ids[0] == exact[0]
+    assert np.all(np.diff(scores) <= 1e-6)
+
+    # Filter: only the chunks of 3 records; k=10 asks for more than exist, so all of them come back.
+    pmids = index.store.all_pmids()[:3]
+    allowed = np.array(sorted(c for p in pmids for c in index.store.chunk_ids(p)), dtype=np.int64)
+    _, ids = index.vectors.search(query, 10, allowed)
+    assert sorted(ids[ids >= 0].tolist()) == allowed.tolist()
+    # The same through the approximate path (no exact shortcut): still every allowed chunk.
+    index.vectors.exact_below = 0
+    _, ids = index.vectors.search(query, 10, allowed)
+    assert sorted(ids[ids >= 0].tolist()) == allowed.tolist()
+
+    # Delete (DeleteCitation) and update: the top hit's record goes, a new record comes in as a new shard.
+    top_pmid = index.chunk_pmids([int(exact[0])])[int(exact[0])]
+    removed = index.store.chunk_ids(top_pmid)
+    ingest([RecordsSource("delete", [Deletion((top_pmid,), "pubmed-deletes")]),
+            FileSource(XML / "pubmed4.xml")], "small", settings, embedder=embedder)
+    index = LoadedIndex(settings.paths.index_dir, "small")
+    assert index.manifest["index"]["type"] == index_type and len(index.manifest["index"]["shards"]) == 2
+    assert index.manifest["index"]["deleted"] == len(removed)
+    assert not set(removed) & set(index.vectors.ids().tolist())
+    _, ids = index.vectors.search(query, 10)
+    assert not set(removed) & set(ids.tolist()) and (ids >= 0).all()
+    new = index.store.chunk_ids("27797938")
+    _, ids = index.vectors.search(index.vectors.vectors(new[:1])[0], 1)
+    assert ids.tolist() == new[:1]  # the new shard is searched
+    assert verify_index(settings.paths.index_dir, "small").ok
+
+    # Compaction drops the deleted vectors for good.
+    again = compact("small", settings)
+    assert (again.shards_after, again.dropped) == (1, len(removed))
+    index = LoadedIndex(settings.paths.index_dir, "small")
+    assert index.manifest["index"]["deleted"] == 0 and len(index.vectors) == index.manifest["counts"]["chunks"]
+    assert verify_index(settings.paths.index_dir, "small").ok
+
+
+def test_update_hard_links_and_leaves_previous_version_byte_identical(small_settings, embedder):
+    layout = IndexLayout(small_settings.paths.index_dir, "small")
+    compact("small", typed(small_settings, "ivfpq"))  # v0002: shard layout, IVF-PQ
+    old = layout.current()
+    before = {str(p.relative_to(old)): sha256(p) for p in sorted(old.rglob("*")) if p.is_file()}
+    ingest([FileSource(XML / "pubmed4.xml")], "small", small_settings, embedder=embedder)
+    new = layout.current()
+    assert new != old
+    after = {str(p.relative_to(old)): sha256(p) for p in sorted(old.rglob("*")) if p.is_file()}
+    assert after == before
+    # The unchanged shard is the same inode (a hard link, no copy); the new one is new; the store was copied.
+    shard = f"{SHARDS_DIR}/s0001.faiss"
+    assert os.stat(new / shard).st_ino == os.stat(old / shard).st_ino and os.stat(old / shard).st_nlink == 2
+    assert (new / SHARDS_DIR / "s0002.faiss").exists() and not (old / SHARDS_DIR / "s0002.faiss").exists()
+    assert os.stat(new / STORE_FILE).st_ino != os.stat(old / STORE_FILE).st_ino
+    assert verify_index(small_settings.paths.index_dir, "small").ok
+    # Tampering with a linked shard is still caught by a full verify.
+    with open(new / SHARDS_DIR / "s0002.ids.npy", "ab") as handle:
+        handle.write(b"\0")
+    report = verify_index(small_settings.paths.index_dir, "small")
+    assert not report.ok and "shards/s0002.ids.npy: sha256" in report.problems[0]
+
+
+def test_previous_release_index_opens_and_is_upgraded_by_the_next_update(small_settings, embedder):
+    """A schema-1 version (one vectors.faiss IndexIDMap2(IndexFlatIP), as the previous release wrote it)."""
+    layout = IndexLayout(small_settings.paths.index_dir, "small")
+    folder = layout.current()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    current = LoadedIndex(small_settings.paths.index_dir, "small")
+    ids = current.vectors.ids()
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(384))
+    old.add_with_ids(current.vectors.vectors(ids.tolist()), ids)
+    del current
+    faiss.write_index(old, str(folder / "vectors.faiss"))
+    for p in [folder / "deleted.npy", *(folder / SHARDS_DIR).iterdir()]:
+        p.unlink()
+    (folder / SHARDS_DIR).rmdir()
+    manifest.pop("index")
+    manifest["schema_version"] = 1
+    manifest["files"] = {n: {"sha256": sha256(folder / n), "bytes": (folder / n).stat().st_size}
+                         for n in (STORE_FILE, "vectors.faiss")}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    legacy = LoadedIndex(small_settings.paths.index_dir, "small")
+    assert verify_index(small_settings.paths.index_dir, "small").ok
+    query = legacy.vectors.vectors(ids[:1].tolist())[0]
+    _, hits = legacy.vectors.search(query, 3)
+    assert hits[0] == ids[0]
+    summary = ingest([FileSource(XML / "pubmed4.xml")], "small", small_settings, embedder=embedder)
+    assert summary.added == 1
+    upgraded = LoadedIndex(small_settings.paths.index_dir, "small")
+    assert upgraded.manifest["schema_version"] == 2 and upgraded.manifest["index"]["type"] == "flat"
+    assert [s["name"] for s in upgraded.manifest["index"]["shards"]] == ["s0001", "s0002"]
+    assert verify_index(small_settings.paths.index_dir, "small").ok
+
+
+def test_auto_type_and_nlist_by_size():
+    assert resolve_spec(IndexSpec("auto"), 199_999, 200_000).type == "flat"
+    big = resolve_spec(IndexSpec("auto"), 1_000_000, 200_000)
+    assert (big.type, big.nlist) == ("ivfpq", 4096)
+    assert resolve_spec(IndexSpec("ivfflat"), 300, 200_000).nlist == 7  # at most n / 39 lists
+
+
+def test_update_refuses_another_type(small_settings, embedder):
+    from pubmed_rag.records import IngestError
+
+    with pytest.raises(IngestError, match="index compact small --index.type hnsw"):
+        ingest([FileSource(XML / "pubmed4.xml")], "small", typed(small_settings, "hnsw"), embedder=embedder)
