@@ -108,7 +108,7 @@ def building_page(build: Build) -> None:
     st.title("pubmed-rag")
     st.info(f"First run: building the sample index from the {len(build.files)} files in data/sample (real PubMed "
             "records on clinical topics). This takes a minute or two on a laptop CPU and happens once; the Ask, "
-            "Library and Citations pages open when it is done.", icon="⏳")
+            "Library and Citations pages open when it is done.", icon=":material/hourglass_top:")
     st.caption("The same index builds from the command line with `make sample-index`.")
     _follow(build)
 

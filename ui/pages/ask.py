@@ -12,11 +12,12 @@ from rag.retrieve import Filters
 from ui.common import DISCLAIMER, asker, index_picker, md_escape
 from ui.examples import example_asked, example_buttons
 
-_VERDICT = {"supported": ("✅", "green"), "weak": ("⚠️", "orange"), "unsupported": ("❌", "red"),
-            "uncited": ("❔", "red")}
+_VERDICT = {"supported": (":material/check_circle:", "green"), "weak": (":material/warning:", "orange"),
+            "unsupported": (":material/cancel:", "red"),
+            "uncited": (":material/help:", "red")}
 
 st.title("Ask PubMed evidence")
-st.info(DISCLAIMER, icon="⚕️")
+st.info(DISCLAIMER, icon=":material/medical_information:")
 
 with st.sidebar:
     index = index_picker("ask_index")
@@ -40,9 +41,9 @@ def card(ev: Evidence, highlight: set[str], finding: Finding | None) -> None:
         meta = " · ".join(md_escape(str(x)) for x in (ev.journal, ev.year, ev.authors_short) if x)
         st.markdown(f":blue-badge[{md_escape(ev.grade_label)}] {meta}")
         if ev.retracted:
-            st.error("Retracted publication: do not rely on this paper.", icon="🚫")
+            st.error("Retracted publication: do not rely on this paper.", icon=":material/block:")
         elif ev.retraction_notice:
-            st.warning("This record is a retraction notice.", icon="⚠️")
+            st.warning("This record is a retraction notice.", icon=":material/warning:")
         links = f"[PMID {ev.pmid}]({ev.url})"
         if ev.doi:
             links += f" · [DOI {md_escape(ev.doi)}](https://doi.org/{ev.doi})"
@@ -100,7 +101,7 @@ def render_answer(answer: Answer) -> None:
                 parts.append(f"{icon} {body} {cites}")
             st.markdown("  \n".join(parts))
             st.caption("Written by the model from the key findings and checked against them (support, negation, "
-                       "numbers, direction). ✅ supported · \\* citation attached by pubmed-rag.")
+                       "numbers, direction). :material/check_circle: supported · \\* citation attached by pubmed-rag.")
         else:
             st.caption("No generated sentence passed the checks: the key findings below are the answer.")
         if answer.dropped:
