@@ -172,6 +172,32 @@ def ship(model: Any, out_dir: Path, card: str, metadata: dict[str, Any]) -> Path
     return out_dir
 
 
+def progress_printer(task: str, examples: int, config: TrainConfig, started: float,
+                     log: Any) -> Callable[[int, int, float], None]:
+    """A ``train_cross_encoder`` progress callback that prints about 20 lines to ``log`` ("task: step 10/213 ...")."""
+    every = max(1, examples // config.batch_size // 20)
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        if step % every == 0 or step == steps:
+            print(f"{task}: step {step}/{steps} loss {loss:.3f} ({time.perf_counter() - started:.0f} s)", file=log)
+
+    return progress
+
+
+def run_metadata(task: str, labels: list[str], command: str, config: TrainConfig, result: TrainResult,
+                 started: float, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """What training.json records of a run (``ship`` adds the weights' sha256)."""
+    return {"task": task, "labels": labels, "command": command, "config": config_dict(config),
+            "examples": result.examples, "by_source": result.by_source, "steps": result.steps,
+            "train_seconds": result.seconds, "final_loss": result.final_loss, **extra,
+            "total_seconds": round(time.perf_counter() - started, 1), "dev_metrics": metrics}
+
+
+def shipped_size_mb(out_dir: Path) -> float:
+    """Size of the shipped weights in ``out_dir``, in MB (for the model card)."""
+    return sum(f.stat().st_size for f in Path(out_dir).glob("*.safetensors")) / 1e6
+
+
 def config_dict(config: TrainConfig) -> dict[str, Any]:
     return asdict(config)
 
@@ -182,4 +208,10 @@ def _train_verifier(**kwargs: Any) -> dict[str, Any]:
     return train_verifier(**kwargs)
 
 
-TASKS: dict[str, Callable[..., dict[str, Any]]] = {"verifier": _train_verifier}
+def _train_reranker(**kwargs: Any) -> dict[str, Any]:
+    from rag.training.reranker import train_reranker
+
+    return train_reranker(**kwargs)
+
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {"verifier": _train_verifier, "reranker": _train_reranker}

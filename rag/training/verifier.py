@@ -25,7 +25,17 @@ from typing import Any
 from rag.agreement import ANTONYMS
 from rag.citations import split_sentences
 from rag.evaluation.scifact import load_scifact
-from rag.training import MODELS, Example, TrainConfig, config_dict, ship, train_cross_encoder
+from rag.training import (
+    MODELS,
+    Example,
+    TrainConfig,
+    config_dict,
+    progress_printer,
+    run_metadata,
+    ship,
+    shipped_size_mb,
+    train_cross_encoder,
+)
 
 LABELS = ["supported", "contradicted", "not enough information"]
 SUPPORTED, CONTRADICTED, NEI = range(3)
@@ -267,12 +277,7 @@ def train_verifier(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainCon
     started = time.perf_counter()
     examples = build_examples(Path(data_dir), config.seed, config.limit)
     print(f"verifier: {len(examples)} training pairs built in {time.perf_counter() - started:.0f} s", file=log)
-    every = max(1, len(examples) // config.batch_size // 20)
-
-    def progress(step: int, steps: int, loss: float) -> None:
-        if step % every == 0 or step == steps:
-            print(f"verifier: step {step}/{steps} loss {loss:.3f} ({time.perf_counter() - started:.0f} s)", file=log)
-
+    progress = progress_printer("verifier", len(examples), config, started, log)
     model, result = train_cross_encoder(examples, LABELS, config, progress=progress)
     metrics: dict[str, Any] = {}
     if evaluate:
@@ -281,14 +286,11 @@ def train_verifier(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainCon
         citint = Path(data_dir) / "citation_integrity"
         metrics = evaluate_model(model, embedder or load_embedder(), citint / "claims_dev.jsonl",
                                  citint / "corpus.jsonl")
-    metadata = {"task": "verifier", "labels": LABELS, "command": command, "config": config_dict(config),
-                "examples": result.examples, "by_source": result.by_source, "steps": result.steps,
-                "train_seconds": result.seconds, "final_loss": result.final_loss,
-                "total_seconds": round(time.perf_counter() - started, 1), "dev_metrics": metrics}
+    metadata = run_metadata("verifier", LABELS, command, config, result, started, metrics)
     ship(model, out_dir, "", metadata)
-    size = sum(f.stat().st_size for f in Path(out_dir).glob("*.safetensors")) / 1e6
     card = CARD.format(
-        labels=", ".join(LABELS), freeze=config.freeze_layers, size_mb=f"{size:.1f}", examples=result.examples,
+        labels=", ".join(LABELS), freeze=config.freeze_layers, size_mb=f"{shipped_size_mb(out_dir):.1f}",
+        examples=result.examples,
         by_source="\n".join(f"- {k}: {v}" for k, v in result.by_source.items()), command=command, seed=config.seed,
         seconds=result.seconds, total=metadata["total_seconds"], config=json.dumps(config_dict(config)),
         dev_n=metrics.get("n", 0), metrics=_metrics_text(metrics))

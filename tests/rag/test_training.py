@@ -46,18 +46,25 @@ def test_examples_cover_every_source_with_three_labels():
     assert examples == build_examples(DATA, seed=13, limit=3)
 
 
-@needs_data
-def test_train_verifier_tiny_slice_is_deterministic(tmp_path, capsys):
-    runs = []
+def train_tiny_twice(task: str, root, capsys, limit: int = 2) -> list[dict]:
+    """``pubmed-rag train TASK`` on a tiny slice, twice with the same seed; each run's training.json (checked for
+    the summary, the seed and the model card on the way)."""
+    records = []
     for name in ("a", "b"):
-        out = tmp_path / name
-        code = main(["train", "verifier", "--data", str(DATA), "--out", str(out), "--limit", "2", "--seed", "5",
+        out = root / name
+        code = main(["train", task, "--data", str(DATA), "--out", str(out), "--limit", str(limit), "--seed", "5",
                      "--max-length", "48", "--no-eval"])
         assert code == 0
         summary = json.loads(capsys.readouterr().out)
-        assert summary["task"] == "verifier" and summary["examples"] > 10 and summary["out"] == str(out)
+        assert summary["task"] == task and summary["examples"] > 10 and summary["out"] == str(out)
         record = json.loads((out / "training.json").read_text())
-        assert record["config"]["seed"] == 5 and record["labels"][1] == "contradicted"
-        assert (out / "README.md").read_text().startswith("# pubmed-rag citation verifier")
-        runs.append(record["sha256"])
-    assert runs[0] == runs[1]  # same seed, same slice: the same weights, byte for byte
+        assert record["config"]["seed"] == 5 and (out / "README.md").read_text().startswith("# pubmed-rag ")
+        records.append({**record, "card": (out / "README.md").read_text()})
+    return records
+
+
+@needs_data
+def test_train_verifier_tiny_slice_is_deterministic(tmp_path, capsys):
+    a, b = train_tiny_twice("verifier", tmp_path, capsys)
+    assert a["labels"][1] == "contradicted" and a["card"].startswith("# pubmed-rag citation verifier")
+    assert a["sha256"] == b["sha256"]  # same seed, same slice: the same weights, byte for byte

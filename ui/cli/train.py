@@ -26,11 +26,12 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
     p.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size)
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=defaults.learning_rate)
     p.add_argument("--max-length", dest="max_length", type=int, default=defaults.max_length,
-                   help="tokens per (claim, sentence) pair")
+                   help="tokens per (claim, sentence) or (question, text) pair")
     p.add_argument("--freeze-layers", dest="freeze_layers", type=int, default=defaults.freeze_layers,
                    help="lowest transformer layers (and the embeddings) left frozen")
     p.add_argument("--limit", type=int, default=0,
-                   help="at most N pairs per data source: a tiny slice that checks the command in seconds")
+                   help="a tiny slice that checks the command in seconds: at most N pairs per data source "
+                   "(verifier), the first N questions (reranker)")
     p.add_argument("--threads", type=int, default=defaults.threads,
                    help="torch threads (0 = torch's default; results depend on it)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
