@@ -160,9 +160,15 @@ def has_cue(sentence: str) -> bool:
 class FindingExtractor:
     """Chooses each evidence record's key finding sentence(s)."""
 
-    def __init__(self, scorer: SentenceScorer, settings: AnswerSettings) -> None:
+    def __init__(self, scorer: SentenceScorer, settings: AnswerSettings, min_relevance: float | None = None,
+                 echo_threshold: float | None = None) -> None:
+        """``min_relevance`` and ``echo_threshold`` are on the scorer's scale (default: the cosine-scale
+        ``answer.min_relevance`` and ``answer.echo_threshold``; ``echo_threshold`` inf: only the question-words test
+        finds restatements)."""
         self.scorer = scorer
         self.settings = settings
+        self.min_relevance = settings.min_relevance if min_relevance is None else min_relevance
+        self.echo_threshold = settings.echo_threshold if echo_threshold is None else echo_threshold
 
     def prior(self, sentence: AbstractSentence) -> float:
         s = self.settings
@@ -192,14 +198,14 @@ class FindingExtractor:
             if not sentences:
                 continue
             # A sentence that restates the question answers nothing: it is not quoted.
-            restating = np.array([echoes(question, s.text) or float(r) >= cfg.echo_threshold
+            restating = np.array([echoes(question, s.text) or float(r) >= self.echo_threshold
                                   for s, r in zip(sentences, rel, strict=True)])
             scores = np.where(restating, -np.inf, rel + cheap)
             if np.all(restating):
                 continue
             order = [int(i) for i in np.argsort(-scores, kind="stable") if not restating[i]]
             best = order[0]
-            if float(rel[best]) < cfg.min_relevance:
+            if float(rel[best]) < self.min_relevance:
                 continue
             chosen = [best]
             if cfg.max_sentences > 1:
@@ -207,7 +213,7 @@ class FindingExtractor:
                 # ("severe exacerbations" beside a conclusion about symptom control).
                 second = next((i for i in order[1:] if covered[i] - covered[best]), None)
                 if (second is not None and scores[second] >= scores[best] - cfg.second_margin
-                        and float(rel[second]) >= cfg.min_relevance):
+                        and float(rel[second]) >= self.min_relevance):
                     chosen.append(second)
             chosen.sort()  # in the abstract's own order
             findings.append(Finding(

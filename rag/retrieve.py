@@ -6,10 +6,11 @@ returns k matching sources whenever the index holds them.
 
 from __future__ import annotations
 
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,8 +19,10 @@ from ingest.index import LoadedIndex
 from pubmed_rag.records import Record
 from pubmed_rag.settings import RetrievalSettings
 from pubmed_rag.types import Evidence, Filters
-from rag.cross_encoder import load_cross_encoder
 from rag.grading import grade
+from rag.reranker import RerankerError, load_reranker, relevance, reranker_path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,7 +59,7 @@ class IndexRetriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self._cross_encoder = None
+        self._cross_encoder: Any = None  # the reranker once loaded; False when it cannot be
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
     # -- single rankings (best chunk per PMID, best first) ---------------------------------------------------
@@ -108,7 +111,8 @@ class IndexRetriever:
         else:
             hits = self._hybrid(question, depth, filters)
         if self.settings.reranker:
-            hits = self._rerank(question, hits[: max(k * 4, 20)])
+            depth = self.settings.rerank_depth
+            hits = self.rerank(question, hits[:depth]) + hits[depth:]
         if self.settings.grade_prior > 0:
             records = self.index.store.get_many(h.pmid for h in hits)
             for h in hits:
@@ -135,13 +139,19 @@ class IndexRetriever:
             hits = fuse(rankings, self.settings.rrf_k)
         return hits
 
-    def _rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
-        """Order candidates by a sentence-transformers ``CrossEncoder`` score of (question, passage)."""
+    def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
+        """Order candidates by the reranker's P(relevant) of (question, passage). Weights that are missing or
+        corrupt leave ``hits`` as they were, with a warning (once) naming the file and how to rebuild it."""
         if self._cross_encoder is None:
-            self._cross_encoder = load_cross_encoder(self.settings.reranker, what="reranker",
-                                                     remedy="give a local CrossEncoder folder, or unset retrieval.reranker.")
+            try:
+                self._cross_encoder = load_reranker(str(reranker_path(self.settings.reranker)))
+            except RerankerError as exc:
+                self._cross_encoder = False
+                logger.warning("reranking is off, the ranking is unchanged: %s", exc)
+        if not self._cross_encoder or not hits:
+            return hits
         chunks = self.index.store.chunks(h.chunk_id for h in hits)
-        scores = self._cross_encoder.predict([(question, chunks[h.chunk_id].text) for h in hits])
+        scores = relevance(self._cross_encoder, [(question, chunks[h.chunk_id].text) for h in hits])
         for hit, score in zip(hits, scores, strict=True):
             hit.sources["rerank"] = float(score)
             hit.score = float(score)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from rag.evaluation.metrics import rouge
 
 ANSWER_SETTINGS = ("default", "findings-only", "generated", "lead")
+# Findings only, with the key-finding sentences scored by this ``answer.sentence_scorer`` whatever the settings say.
+SCORER_SETTINGS = {"findings-cosine": "cosine", "findings-reranker": "reranker"}
 
 
 def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANSWER_SETTINGS,
@@ -17,8 +19,9 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
     Settings, each over the same questions and the same retrieved evidence (top ``retrieval.k``):
     ``default`` (key findings and the checked bottom line), ``findings-only`` (no generation), ``generated`` (the
     previous design: the model writes the answer from the passages) and ``lead`` (the first sentence of each of the
-    top 3 records). The scored text is ``Answer.summary(answer.summary_findings)``; for ``generated`` the verified
-    sentences, for ``lead`` the 3 sentences.
+    top 3 records); ``findings-cosine`` and ``findings-reranker`` are ``findings-only`` with the key-finding sentences
+    scored by that ``answer.sentence_scorer``. The scored text is ``Answer.summary(answer.summary_findings)``; for
+    ``generated`` the verified sentences, for ``lead`` the 3 sentences.
 
     Per setting: ROUGE-2 and ROUGE-SU4 F1 (best over the references), abstention when a gold document is among the
     evidence, the share of shown sentences that echo the question, bottom-line survival and drop reasons, latency.
@@ -33,16 +36,26 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
     n_summary = asker.settings.answer.summary_findings
     threshold = asker.settings.answer.echo_threshold
     rows: dict[str, list[dict]] = {s: [] for s in settings}
+    extractors = {s: asker.findings for s in settings}
+    for s in settings:
+        if s in SCORER_SETTINGS:
+            from rag.sentence_scorers import finding_extractor
+
+            answer_settings = asker.settings.answer.model_copy(update={"sentence_scorer": SCORER_SETTINGS[s]})
+            extractors[s] = finding_extractor(answer_settings, asker.embedder)
+    configured = asker.findings
     for q in questions:
         for setting in settings:
             started = time.perf_counter()
+            asker.findings = extractors[setting]
             if setting == "lead":
                 evidence = asker.retriever.search(q["body"], asker.settings.retrieval.k)
                 firsts = [abstract_sentences([tuple(s) for s in e.sections] or [("", "", e.abstract)]) for e in evidence]
                 shown = [s[0].text for s in firsts[:3] if s]
                 text, answer = " ".join(shown), None
             else:
-                kwargs = {"generated": {"mode": "generated"}, "findings-only": {"bottom_line": False}}.get(setting, {})
+                kwargs = {"generated": {"mode": "generated"}, "findings-only": {"bottom_line": False},
+                          **{name: {"bottom_line": False} for name in SCORER_SETTINGS}}.get(setting, {})
                 answer = asker.ask(q["body"], **kwargs)
                 evidence = answer.evidence
                 text = answer.summary(0 if setting == "generated" else n_summary)
@@ -60,6 +73,7 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
                            findings=[f.model_dump(include={"number", "pmid", "sentences", "design", "year",
                                                            "sample_size", "section"}) for f in answer.findings])
             rows[setting].append(row)
+        asker.findings = configured
         if progress:
             progress(1)
     out: dict = {}

@@ -22,7 +22,7 @@ def default_bioasq_files() -> list[Path]:
 def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the ``eval`` subcommand; ``add_common_flags`` adds the flags every subcommand shares."""
     p = sub.add_parser("eval", help="evaluate retrieval, QA, support calibration or citation verdicts")
-    p.add_argument("task", choices=["retrieval", "qa", "calibrate", "verify", "answers"])
+    p.add_argument("task", choices=["retrieval", "reranking", "qa", "calibrate", "verify", "answers"])
     p.add_argument("--dataset", default="pubmedqa",
                    choices=["bioasq", "pubmedqa", "bioasq-yesno", "citation-integrity"])
     p.add_argument("--pqal", type=Path, default=SHARED / "pubmedqa" / "ori_pqal.json",
@@ -47,7 +47,10 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64,
                    help="qa verified: tokens generated per answer before verification")
     p.add_argument("--answer-settings", dest="answer_settings", default="default,findings-only,generated,lead",
-                   help="answers: comma-separated settings among default, findings-only, generated, lead")
+                   help="answers: comma-separated settings among default, findings-only, generated, lead, "
+                   "findings-cosine, findings-reranker (findings only, sentences scored by that answer.sentence_scorer)")
+    p.add_argument("--depths", default="20,50",
+                   help="reranking: comma-separated N: hybrid vs hybrid with its top N reranked, side by side")
     p.add_argument("--distractors", type=int,
                    help="when the evaluation index is built: keep only N corpus abstracts (evenly spaced) beside the "
                    "gold-snippet documents")
@@ -112,6 +115,13 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             bar.close()
             metrics["ms_per_query"] = round((time.perf_counter() - started) / len(questions) * 1000, 1)
             results[mode] = metrics
+        print(markdown_table(results))
+    elif args.task == "reranking":
+        from rag.evaluation.reranking import evaluate_reranking
+
+        with tqdm(total=len(questions), desc="reranking", file=sys.stderr, disable=False) as bar:
+            results = evaluate_reranking(asker.retriever, questions, [int(n) for n in args.depths.split(",")],
+                                         progress=bar.update)
         print(markdown_table(results))
     elif args.task == "answers":
         from rag.evaluation import answers_table, evaluate_answers
