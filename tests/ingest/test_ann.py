@@ -172,3 +172,14 @@ def test_update_refuses_another_type(small_settings, embedder):
 
     with pytest.raises(IngestError, match="index compact small --index.type hnsw"):
         ingest([FileSource(XML / "pubmed4.xml")], "small", typed(small_settings, "hnsw"), embedder=embedder)
+
+
+def test_compact_command_changes_the_type(small_settings, capsys):
+    from ui.cli import main
+
+    code = main(["index", "compact", "small", "--index.type", "hnsw", "--index.hnsw_m", "8",
+                 "--paths.index_dir", str(small_settings.paths.index_dir)])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("index 'small' v0002: 1 shard(s) -> 1,") and "(hnsw)" in out
+    index = LoadedIndex(small_settings.paths.index_dir, "small")
+    assert index.manifest["index"]["factory"] == "HNSW8,Flat" and index.manifest["index"]["requested"] == "hnsw"

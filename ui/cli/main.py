@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and keep the served version); same as --ingest.allow_partial true")
     _add_common_flags(p)
 
-    p = sub.add_parser("index", help="list, describe or verify indexes")
-    p.add_argument("action", choices=["list", "info", "verify"])
+    p = sub.add_parser("index", help="list, describe, verify or compact indexes (compact: merge the vector shards, "
+                       "drop deleted vectors, --index.type to change the type)")
+    p.add_argument("action", choices=["list", "info", "verify", "compact"])
     p.add_argument("name", nargs="?")
     _add_common_flags(p)
 
@@ -169,6 +170,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         if args.action == "info":
             print(json.dumps(index_info(root, args.name), indent=2, ensure_ascii=False))
+            return 0
+        if args.action == "compact":
+            from ingest.compact import compact
+
+            print(compact(args.name, settings).line())
             return 0
         report = verify_index(root, args.name)
     except UnknownIndexError as exc:
