@@ -200,7 +200,7 @@ def ingest(
                 "configured; use the same model (--embedding.model) or build a new index."
             )
         max_tokens = old_manifest["embedding"]["max_tokens"] if old_manifest else settings.embedding.max_tokens
-        embedder = embedder or load_embedder(model, max_tokens)
+        embedder = embedder or load_embedder(model, max_tokens, settings.embedding.backend, settings.paths.cache_dir)
         staging = layout.new_version()
         try:
             if previous:

@@ -1,15 +1,25 @@
-"""Embedders: the ``Embedder`` protocol and its sentence-transformers implementation."""
+"""Embedders: the ``Embedder`` protocol, its PyTorch (sentence-transformers) implementation and the factory.
+
+``load_embedder`` picks the implementation by ``embedding.backend``: ``torch`` (this module), ``onnx``
+(``ingest.onnx_embedder``: the same model exported once to ONNX and run with onnxruntime) or ``auto`` (onnx where
+onnxruntime is installed and the export's vectors match PyTorch's, else torch). Both give the same vectors (cosine
+>= 0.9999, checked at export), so an index built with one is searched with the other; the manifest records the
+model, not the backend.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pubmed_rag.settings import DEFAULT_EMBEDDER
+from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
+from pubmed_rag.threads import few_threads
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -41,7 +51,9 @@ def resolve_model_path(name: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """Any sentence-transformers model by name or path."""
+    """Any sentence-transformers model by name or path, run by PyTorch."""
+
+    backend = "torch"
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, max_tokens: int = 256, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
@@ -70,7 +82,7 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with _single_thread(len(texts) == 1):
+        with few_threads(len(texts)):
             vectors = self.model.encode(
                 texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress,
                 convert_to_numpy=True,
@@ -78,24 +90,34 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-@contextmanager
-def _single_thread(enabled: bool) -> Iterator[None]:
-    """One short query gains nothing from intra-op threads (measured: 22 ms either way on 2 cores), so encode it on
-    one thread and leave the other cores to the BM25 search running beside it."""
-    import torch
+def load_embedder(name: str = DEFAULT_EMBEDDER, max_tokens: int = 256, backend: str | None = None,
+                  cache_dir: str | Path | None = None) -> Embedder:
+    """One embedder per (model, window, backend, cache) per process. ``backend`` and ``cache_dir`` default to the
+    settings (``embedding.backend``, ``paths.cache_dir``) from the environment."""
+    if backend is None or cache_dir is None:
+        settings = Settings.load()
+        backend = backend or settings.embedding.backend
+        cache_dir = cache_dir or settings.paths.cache_dir
+    return _load(name, max_tokens, backend, Path(cache_dir).expanduser())
 
-    threads = torch.get_num_threads()
-    if not enabled or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
+
+@lru_cache(maxsize=8)
+def _load(name: str, max_tokens: int, backend: str, cache_dir: Path) -> Embedder:
+    if backend == "torch":
+        return SentenceTransformerEmbedder(name, max_tokens=max_tokens)
+    if backend not in ("auto", "onnx"):
+        raise ValueError(f"unknown embedding backend {backend!r}; choose auto, torch or onnx")
+    from ingest.onnx_embedder import MIN_COSINE, OnnxEmbedder, OnnxUnavailable
+
     try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@lru_cache(maxsize=4)
-def load_embedder(name: str = DEFAULT_EMBEDDER, max_tokens: int = 256) -> SentenceTransformerEmbedder:
-    """One embedder per (model, window) per process."""
-    return SentenceTransformerEmbedder(name, max_tokens=max_tokens)
+        embedder, check = OnnxEmbedder.load(name, resolve_model_path(name), max_tokens, cache_dir)
+        if not check["passed"]:
+            raise OnnxUnavailable(f"the ONNX export of {name} gives vectors that differ from PyTorch's (min cosine "
+                                  f"{check['min_cosine']:.6f} < {MIN_COSINE} on real abstracts)")
+    except OnnxUnavailable as exc:
+        if backend == "onnx":
+            raise
+        log.log(logging.INFO if exc.expected else logging.WARNING, "embedding with PyTorch: %s", exc.reason)
+        return SentenceTransformerEmbedder(name, max_tokens=max_tokens)
+    log.info("embedding with ONNX Runtime (%s; min cosine to PyTorch %.6f)", embedder.model_file, check["min_cosine"])
+    return embedder

@@ -39,6 +39,10 @@ class EmbeddingSettings(_Section):
     max_tokens: int = Field(256, ge=16, description="Embedder window; longer abstracts are chunked.")
     chunk_overlap: int = Field(32, ge=0, description="Token overlap between consecutive chunks.")
     threads: int = Field(0, ge=0, description="torch threads (0 = leave torch's default).")
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="auto: ONNX Runtime where it is installed and its vectors match PyTorch's (checked once, "
+        "at export into paths.cache_dir), else PyTorch; torch; onnx (fails if onnxruntime is missing). Same vectors "
+        "either way: indexes work with both.")
 
 
 class IngestSettings(_Section):

@@ -61,7 +61,8 @@ class Asker:
                 f"index {self.index.name!r} was built with embedding model {self.index.embedding_model!r}, but "
                 f"{configured!r} is configured; ask with the index's model or rebuild the index."
             )
-        self.embedder = embedder or load_embedder(self.index.embedding_model, self.index.max_tokens)
+        self.embedder = embedder or load_embedder(self.index.embedding_model, self.index.max_tokens,
+                                                   self.settings.embedding.backend, self.settings.paths.cache_dir)
         self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval)
         self.scorer = SupportScorer(self.embedder, self.settings.verify)
         self.findings = FindingExtractor(sentence_scorer or CosineSentenceScorer(self.embedder), self.settings.answer)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 
 from ingest.embedder import Embedder
 from pubmed_rag.settings import VerifySettings
+from pubmed_rag.threads import few_threads
 from rag.agreement import disagreement
 from rag.citations import split_sentences, strip_markers
 from rag.injection import is_instruction
@@ -36,6 +35,9 @@ LABELS: tuple[Label, ...] = ("supported", "contradicted", "not enough informatio
 Verdict = Literal["supported", "weak", "unsupported"]  # the similarity-only verdict of ``verdict(score)``
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "verifier"
 FALLBACK = "verify.scorer cosine (PUBMED_RAG_VERIFY__SCORER=cosine)"
+# Up to this many texts (or pairs) are embedded or verified on one thread (pubmed_rag.threads): one thread costs
+# little when the machine is idle and much less than two when it is busy.
+SMALL_CALL = 512
 
 
 class VerifierError(RuntimeError):
@@ -118,7 +120,7 @@ class SupportScorer:
         # Sentences that address the model are not evidence and cannot support a claim.
         split = [[s for s in split_sentences(t) if not is_instruction(s)] or [t] for t in todo]
         flat = [s for sentences in split for s in sentences]
-        with _few_threads(len(flat)):
+        with few_threads(len(flat), SMALL_CALL):
             vectors = self.embedder.encode(flat)
         offsets = np.cumsum([0] + [len(sentences) for sentences in split])
         for n, (text, sentences) in enumerate(zip(todo, split, strict=True)):
@@ -129,7 +131,7 @@ class SupportScorer:
         if todo:
             if len(self._claims) > 20_000:
                 self._claims.clear()
-            with _few_threads(len(todo)):
+            with few_threads(len(todo), SMALL_CALL):
                 self._claims.update(zip(todo, self.embedder.encode(todo), strict=True))
         return np.stack([self._claims[c] for c in claims])
 
@@ -194,7 +196,7 @@ class SupportScorer:
         if todo:
             if len(self._pairs) > 100_000:
                 self._pairs.clear()
-            with _few_threads(len(todo)):
+            with few_threads(len(todo), SMALL_CALL):
                 predicted = self.model.predict(todo, batch_size=32, show_progress_bar=False, convert_to_numpy=True)
             self._pairs.update(zip(todo, np.asarray(predicted, dtype=np.float64), strict=True))
         logits = np.stack([self._pairs[p] for p in pairs])
@@ -262,23 +264,6 @@ class SupportScorer:
             return _support(score, deciding, "supported", p_support, p, reason, "")
         reason = f"best similarity {score:.2f} is below verify.supported {cfg.supported:.2f}"
         return _support(score, [sentences[cand[0]]], "not enough information", 1 - p_support, p, reason, "")
-
-
-@contextmanager
-def _few_threads(n: int, limit: int = 512) -> Iterator[None]:
-    """Up to ``limit`` texts run on one torch thread: on 2 busy cores, 2 threads made a 3-pair verifier call 6x
-    slower (1.4 s vs 0.22 s, measured with two other jobs running), and one thread costs little when idle."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if n > limit or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _support(score: float, deciding: list[str], label: Label, prob: float, p: dict[str, float], reason: str,

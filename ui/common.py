@@ -46,7 +46,8 @@ def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
 def _scorer(index: str, folder: str, settings_json: str) -> tuple[LoadedIndex, SupportScorer]:
     s = Settings.model_validate_json(settings_json)
     loaded = LoadedIndex(s.paths.index_dir, index)
-    return loaded, SupportScorer(load_embedder(loaded.embedding_model, loaded.max_tokens), s.verify)
+    embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, s.embedding.backend, s.paths.cache_dir)
+    return loaded, SupportScorer(embedder, s.verify)
 
 
 def index_picker(key: str) -> str | None:
