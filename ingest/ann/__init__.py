@@ -25,14 +25,14 @@ def resolve_spec(base: IndexSpec, count: int, flat_below: int) -> IndexSpec:
     """``base`` with ``auto`` resolved for ``count`` vectors and ``nlist = 0`` replaced by a size-based choice.
 
     ``auto``: exact flat search below ``flat_below`` vectors, IVF-PQ with exact re-ranking above (docs/scale.md
-    gives the measurements behind that). ``nlist``: about 4 * sqrt(n), a power of two between 16 and 65,536, and
-    never more lists than n / 39 (FAISS's minimum of 39 training points per list)."""
+    gives the measurements behind that). ``nlist``: about sqrt(n), a power of two between 16 and 65,536 (512 at
+    200k vectors, as measured), and never more lists than n / 39 (FAISS's minimum of 39 training points a list)."""
     index_type = base.type
     if index_type == "auto":
         index_type = "flat" if count < flat_below else "ivfpq"
     nlist = base.nlist
     if index_type in ("ivfflat", "ivfpq") and nlist <= 0:
-        nlist = 2 ** round(math.log2(max(16.0, 4 * math.sqrt(max(count, 1)))))
+        nlist = 2 ** round(math.log2(max(16.0, math.sqrt(max(count, 1)))))
         nlist = int(max(1, min(nlist, 65_536, count // 39 or 1)))
     return IndexSpec(**{**base.to_dict(), "type": index_type, "nlist": nlist})
 

@@ -27,11 +27,11 @@ class IndexSpec:
     nlist: int = 0
     pq_m: int = 48
     pq_bits: int = 8
-    hnsw_m: int = 32
-    ef_construction: int = 80
-    nprobe: int = 32
-    ef_search: int = 96
-    refine: int = 4
+    hnsw_m: int = 16
+    ef_construction: int = 40
+    nprobe: int = 128
+    ef_search: int = 1536
+    refine: int = 32
     train_size: int = 0
 
     def to_dict(self) -> dict:

@@ -163,7 +163,7 @@ def test_previous_release_index_opens_and_is_upgraded_by_the_next_update(small_s
 def test_auto_type_and_nlist_by_size():
     assert resolve_spec(IndexSpec("auto"), 199_999, 200_000).type == "flat"
     big = resolve_spec(IndexSpec("auto"), 1_000_000, 200_000)
-    assert (big.type, big.nlist) == ("ivfpq", 4096)
+    assert (big.type, big.nlist) == ("ivfpq", 1024)
     assert resolve_spec(IndexSpec("ivfflat"), 300, 200_000).nlist == 7  # at most n / 39 lists
 
 
