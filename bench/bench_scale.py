@@ -119,6 +119,13 @@ def build(kind: str, vectors: np.ndarray, folder: Path, args: argparse.Namespace
     return seconds
 
 
+def rss_parts() -> dict[str, float]:
+    """Resident MB split into private (anonymous) memory and file pages mapped from the page cache (shared, and
+    reclaimable under memory pressure), from /proc/self/status."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1e3 for key in ("RssAnon", "RssFile")}
+
+
 def probe(folder: Path, queries: Path, truth: Path, k: int, sweep: list[dict]) -> dict:
     """In a fresh process: open time, RSS after open and after the queries, latency and recall@k with the
     manifest's search parameters, then with each override in ``sweep``."""
@@ -129,6 +136,7 @@ def probe(folder: Path, queries: Path, truth: Path, k: int, sweep: list[dict]) -
 
     proc = psutil.Process()
     rss0 = proc.memory_info().rss
+    base = rss_parts()
     started = time.perf_counter()
     index = ShardedIndex.open(folder, json.loads((folder / "index.json").read_text()))
     open_s = time.perf_counter() - started
@@ -149,8 +157,13 @@ def probe(folder: Path, queries: Path, truth: Path, k: int, sweep: list[dict]) -
         return {"p50_ms": times[len(times) // 2] * 1000, "p95_ms": times[int(len(times) * 0.95)] * 1000,
                 "recall": hits / (k * len(q))}
 
+    after_open = rss_parts()
     out = {"open_s": open_s, "rss_open_mb": (rss_open - rss0) / 1e6, **measure(), "queries": len(q)}
     out["rss_queries_mb"] = (proc.memory_info().rss - rss0) / 1e6
+    after = rss_parts()
+    for label, parts in (("open", after_open), ("queries", after)):
+        out[f"anon_{label}_mb"] = parts["RssAnon"] - base["RssAnon"]
+        out[f"file_{label}_mb"] = parts["RssFile"] - base["RssFile"]
     out["sweep"] = [{**o, **measure(**o)} for o in sweep]
     return out
 

@@ -49,8 +49,10 @@ class Shard:
     owner: faiss.Index | None = None  # keeps a wrapping index (legacy IDMap2) alive
 
     def __post_init__(self) -> None:
-        self._order = np.argsort(self.ids, kind="stable")
-        self._sorted = self.ids[self._order]
+        # Shards are written sorted by chunk id (ids memory-mapped, no private copy); a legacy shard may not be.
+        ascending = len(self.ids) < 2 or bool(np.all(self.ids[1:] > self.ids[:-1]))
+        self._order = None if ascending else np.argsort(self.ids, kind="stable")
+        self._sorted = self.ids if ascending else self.ids[self._order]
         self._live: np.ndarray | None = None  # packed bitmap of positions not deleted; None = all live
 
     def __len__(self) -> int:
@@ -61,7 +63,8 @@ class Shard:
         if not len(self._sorted) or not len(chunk_ids):
             return np.zeros(0, dtype=np.int64)
         at = np.minimum(np.searchsorted(self._sorted, chunk_ids), len(self._sorted) - 1)
-        return self._order[at[self._sorted[at] == chunk_ids]]
+        at = at[self._sorted[at] == chunk_ids]
+        return at.astype(np.int64) if self._order is None else self._order[at]
 
     def set_deleted(self, deleted: np.ndarray) -> int:
         """Apply the version's deletion list; return how many of this shard's vectors it excludes."""
@@ -124,7 +127,7 @@ class ShardedIndex:
         for entry in section["shards"]:
             faiss_file = folder / SHARDS_DIR / f"{entry['name']}.faiss"
             ids_file = folder / SHARDS_DIR / f"{entry['name']}.ids.npy"
-            shards.append(Shard(entry["name"], read(faiss_file), np.load(ids_file), [faiss_file, ids_file]))
+            shards.append(Shard(entry["name"], read(faiss_file), np.load(ids_file, mmap_mode="r"), [faiss_file, ids_file]))
         deleted = np.load(folder / DELETED_FILE) if (folder / DELETED_FILE).exists() else None
         return cls(spec, section["dimension"], shards, deleted, folder, section.get("requested"),
                    section.get("flat_below", 200_000), exact_below)
