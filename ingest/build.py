@@ -202,6 +202,7 @@ def ingest(
         max_tokens = old_manifest["embedding"]["max_tokens"] if old_manifest else settings.embedding.max_tokens
         embedder = embedder or load_embedder(model, max_tokens, settings.embedding.backend, settings.paths.cache_dir)
         staging = layout.new_version()
+        work: Path | None = None  # the Ray build's shards (ingest.ray)
         try:
             if previous:
                 shutil.copy2(previous / STORE_FILE, staging / STORE_FILE)
@@ -210,6 +211,12 @@ def ingest(
             else:
                 vectors = ShardedIndex.create(embedder.dimension, index_spec(settings.index),
                                               settings.index.flat_below, settings.index.exact_below)
+            if settings.ingest.ray:  # parse, chunk and embed on the cluster; applied below in file order
+                from ingest.distributed import applying, prepare
+
+                work = Path(settings.ingest.ray_work_dir or staging) / f".ray-{staging.name.removeprefix('.tmp-')}"
+                sources, embedder = prepare(sources, embedder, settings, work, progress)
+                progress = applying(progress)
             store = RecordStore(staging / STORE_FILE)
             run = _Run(store, vectors, embedder, Chunker(embedder, settings.embedding.chunk_overlap),
                        settings.embedding.batch_size, progress, summary)
@@ -223,6 +230,8 @@ def ingest(
                         raise IngestError(_not_published(problem, index, previous)) from exc
                     summary.problems.append(f"{problem} The records read before the error were kept "
                                             "(ingest.allow_partial).")
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
             counts = store.counts()
             provenance = store.provenance()
             store.close()
@@ -250,6 +259,8 @@ def ingest(
             summary.version = layout.publish(staging).name
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            if work is not None:
+                shutil.rmtree(work, ignore_errors=True)
             raise
     summary.seconds = time.perf_counter() - started
     return summary

@@ -46,12 +46,20 @@ class EmbeddingSettings(_Section):
 
 
 class IngestSettings(_Section):
-    """How a build treats a source that fails part-way."""
+    """How a build treats a source that fails part-way, and where it runs."""
 
     allow_partial: bool = Field(
         False, description="Publish what could be read when a source fails (truncated or malformed file, missing "
         "file); by default the build fails and the served version stays as it was.",
     )
+    ray: str = Field("", description="Build on a Ray cluster (Ray Data): '' = one process; 'auto' = the cluster this "
+                     "machine belongs to, else a local one; or an address (host:port, ray://host:port). Needs "
+                     "pip install 'pubmed-rag[ray]'.")
+    ray_actors: int = Field(0, ge=0, description="Ray: at most this many embedding actors (0 = one per CPU in the "
+                            "cluster); the pool grows from one while there is work queued.")
+    ray_batch_size: int = Field(256, ge=1, description="Ray: chunks per embedding task (one vectors shard each).")
+    ray_work_dir: str = Field("", description="Ray: folder for the workers' shards, reachable from every node "
+                              "(default: inside the build's staging folder under paths.index_dir).")
 
 
 class IndexSettings(_Section):

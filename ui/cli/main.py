@@ -26,7 +26,7 @@ class TqdmProgress:
 
         bar = self.bars.get(stage)
         if bar is None:
-            unit = {"parse": "rec", "fetch": "rec", "embed": "chunk"}.get(stage, "it")
+            unit = {"parse": "rec", "fetch": "rec", "apply": "rec", "embed": "chunk"}.get(stage, "it")
             # disable=False: our bars show even where pubmed_rag.logs hides the libraries' bars (TQDM_DISABLE).
             bar = self.bars[stage] = tqdm(desc=stage, total=total, unit=unit, file=sys.stderr, leave=True,
                                           disable=False)
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-partial", action="store_true", dest="allow_partial",
                    help="publish what could be read when a file is truncated, malformed or missing (default: fail "
                    "and keep the served version); same as --ingest.allow_partial true")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="parse, chunk and embed on a Ray cluster (ADDRESS, or 'auto': this machine's cluster, else "
+                   "a local one); same as --ingest.ray ADDRESS")
     _add_common_flags(p)
 
     p = sub.add_parser("index", help="list, describe, verify or compact indexes (compact: merge the vector shards, "
@@ -118,7 +121,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.build import FileSource, ingest
     from ingest.entrez import EntrezError, FetchResult, ingest_query
 
-    settings = _settings(args, {"ingest.allow_partial": True if args.allow_partial else None})
+    settings = _settings(args, {"ingest.allow_partial": True if args.allow_partial else None,
+                                "ingest.ray": args.ray})
     name = args.index or settings.paths.default_index
     if not args.files and not args.query:
         print("error: give input files and/or --query", file=sys.stderr)

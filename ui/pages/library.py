@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,14 +67,16 @@ class StreamlitProgress:
         self.bars: dict[str, tuple] = {}
 
     def __call__(self, stage: str, advance: int, total: int | None = None) -> None:
-        bar, done, known = self.bars.get(stage, (None, 0, None))
+        bar, done, known, started = self.bars.get(stage, (None, 0, None, time.perf_counter()))
         if bar is None:
             bar = st.progress(0.0, text=stage)
         done += advance
         known = total or known
         fraction = min(1.0, done / known) if known else (done % 100) / 100
-        bar.progress(fraction, text=f"{stage}: {done}" + (f" / {known}" if known else ""))
-        self.bars[stage] = (bar, done, known)
+        rate = done / max(time.perf_counter() - started, 1e-3)
+        unit = "chunks" if stage == "embed" else "records"
+        bar.progress(fraction, text=f"{stage}: {done}" + (f" / {known}" if known else "") + f" ({rate:,.0f} {unit}/s)")
+        self.bars[stage] = (bar, done, known, started)
 
 
 def run_ingest(build: Callable[[StreamlitProgress], IngestSummary], name: str) -> None:
@@ -98,6 +101,13 @@ def show_fetch(result: FetchResult) -> None:
     st.caption(f"Fetched {len(result.batches)} batches for {result.count} matching records "
                f"({result.requests} requests, {result.retries} retries).")
 
+
+with st.expander("Build on a Ray cluster (optional)"):
+    ray_address = st.text_input(
+        "Ray cluster address", value=cfg.ingest.ray, placeholder="auto, or host:port",
+        help="Parse, chunk and embed on a Ray cluster (pip install 'pubmed-rag[ray]'); 'auto' joins this machine's "
+        "cluster or starts a local one. Empty: build in this process.")
+cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"ray": ray_address.strip()})})
 
 query_tab, files_tab = st.tabs(["From a PubMed query", "From files"])
 with query_tab, st.form("query_form"):

@@ -1,0 +1,178 @@
+"""Ray builds against a real loopback-only Ray cluster on this machine: equivalence, faults, bad input.
+
+The cluster is started by the fixture (``ray start --head`` on 127.0.0.1 with 2 CPUs; with
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` the head binds loopback only) and stopped afterwards, even on failure.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from ingest.build import FileSource, ingest
+from ingest.embedder import load_embedder
+from ingest.index import IndexLayout, LoadedIndex, verify_index
+from pubmed_rag.records import IngestError
+from pubmed_rag.settings import Settings
+from tests.conftest import ROOT, SAMPLE_ABSTRACTS, XML
+from tests.ingest.test_build import truncated_baseline
+
+RAY = Path(sys.executable).with_name("ray")
+LOOPBACK = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    import ray
+
+    port = _free_port()
+    start = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+             "--include-dashboard", "false", "--disable-usage-stats", "--object-store-memory", str(300 * 2**20)]
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        subprocess.run(start, env=LOOPBACK, check=True, capture_output=True, timeout=120)
+        address = f"127.0.0.1:{port}"
+        ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        assert [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]] == ["127.0.0.1"]
+        yield address
+    finally:
+        ray.shutdown()
+        subprocess.run([str(RAY), "stop", "--force"], env=LOOPBACK, capture_output=True, timeout=120)
+
+
+def _settings(tmp_path: Path, ray: str = "", **extra) -> Settings:
+    return Settings.load({"paths.index_dir": str(tmp_path / "indexes"), "paths.cache_dir": str(tmp_path / "cache"),
+                          "embedding.backend": "torch", "ingest.ray": ray, **extra})
+
+
+def _jsonl_slice(tmp_path: Path, n: int) -> Path:
+    with gzip.open(SAMPLE_ABSTRACTS, "rt", encoding="utf-8") as src:
+        lines = [next(src) for _ in range(n)]
+    out = tmp_path / f"slice{n}.jsonl"
+    out.write_text("".join(lines), encoding="utf-8")
+    return out
+
+
+def _contents(settings: Settings, name: str) -> tuple[dict, dict[int, str], dict[int, np.ndarray]]:
+    index = LoadedIndex(settings.paths.index_dir, name)
+    records = {r.pmid: r.content_hash() for r in index.store.iter_records()}
+    chunk_ids = index.store.all_chunk_ids()
+    chunks = {i: c.text for i, c in index.store.chunks(chunk_ids).items()}
+    vectors = dict(zip(chunk_ids, index.vectors.vectors(chunk_ids), strict=True))
+    return {"records": records, "manifest": index.manifest["counts"]}, chunks, vectors
+
+
+def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
+    # Order matters across files: the 2026 baseline subset, its daily update, a JSONL slice, an efetch file, a
+    # DeleteCitation for its record, then that file again (the record comes back: only file order gives this).
+    delete = tmp_path / "delete.xml"
+    delete.write_text('<PubmedArticleSet><DeleteCitation><PMID Version="1">27797938</PMID></DeleteCitation>'
+                      "</PubmedArticleSet>", encoding="utf-8")
+    files = [XML / "pubmed26n1334.xml.gz", XML / "pubmed26n1335.xml.gz", _jsonl_slice(tmp_path, 20),
+             XML / "pubmed4.xml", delete, XML / "pubmed4.xml"]
+    single = _settings(tmp_path / "single")
+    expected = ingest([FileSource(f) for f in files], "eq", single,
+                      embedder=load_embedder("all-MiniLM-L6-v2", 256, "torch"))
+    on_ray = _settings(tmp_path / "ray", ray_address, **{"ingest.ray_batch_size": 32})
+    summary = ingest([FileSource(f) for f in files], "eq", on_ray)
+    fields = ("added", "replaced", "deleted", "unchanged", "skipped", "title_only", "chunks_embedded", "version")
+    assert [getattr(summary, f) for f in fields] == [getattr(expected, f) for f in fields]
+    assert (summary.added, summary.deleted, summary.version) == (82, 1, "v0001")
+
+    (a, a_chunks, a_vectors), (b, b_chunks, b_vectors) = _contents(single, "eq"), _contents(on_ray, "eq")
+    assert a == b and len(a["records"]) == a["manifest"]["records"] > 40
+    assert a_chunks == b_chunks  # same texts under the same chunk ids
+    cosines = [float(a_vectors[i] @ b_vectors[i]) for i in a_chunks]
+    assert min(cosines) >= 0.9999
+    assert verify_index(on_ray.paths.index_dir, "eq").ok
+    # No shard is left behind in the published version or the staging area.
+    versions = on_ray.paths.index_dir / "eq" / "versions"
+    assert not list(versions.glob(".tmp-*")) and not list(versions.rglob(".ray-*"))
+
+
+def _embed_workers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "_Embed" in cmdline and "ray::" in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_killing_an_embedding_worker_loses_and_duplicates_nothing(ray_address, tmp_path):
+    source = _jsonl_slice(tmp_path, 60)
+    settings = _settings(tmp_path, ray_address, **{"ingest.ray_batch_size": 8, "ingest.ray_actors": 1})
+    result: dict = {}
+    build = threading.Thread(target=lambda: result.update(summary=ingest([FileSource(source)], "f", settings)))
+    build.start()
+    killed = None
+    deadline = time.time() + 240
+    while build.is_alive() and time.time() < deadline and killed is None:
+        shards = list((settings.paths.index_dir / "f" / "versions").glob(".tmp-*/.ray-*/vectors-*.npz"))
+        workers = _embed_workers()
+        if shards and workers:  # the pool is embedding: kill its worker process mid-stage
+            killed = workers[0].pid
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.1)
+    build.join(timeout=300)
+    assert killed is not None, "the build finished before a worker could be killed"
+    assert not psutil.pid_exists(killed) or psutil.Process(killed).status() == psutil.STATUS_ZOMBIE
+    summary = result["summary"]
+    pmids = [json.loads(line)["pmid"] for line in source.read_text(encoding="utf-8").splitlines()]
+    index = LoadedIndex(settings.paths.index_dir, "f")
+    assert summary.added == len(set(pmids)) == index.manifest["counts"]["records"] == 60
+    assert index.store.all_pmids() == sorted(set(pmids))
+    # Every record's chunks are there once: the same count a single-process chunking gives, and as many vectors.
+    assert len(index.store.all_chunk_ids()) == index.manifest["counts"]["chunks"] == len(index.vectors)
+
+
+def test_killed_driver_leaves_the_served_version_and_a_rerun_completes(ray_address, tmp_path):
+    settings = _settings(tmp_path)
+    ingest([FileSource(XML / "pubmed2.xml")], "k", settings, embedder=load_embedder("all-MiniLM-L6-v2", 256, "torch"))
+    layout = IndexLayout(settings.paths.index_dir, "k")
+    before = (layout.current() / "manifest.json").read_text()
+    big = _jsonl_slice(tmp_path, 60)
+    cmd = [sys.executable, "-m", "ui.cli", "ingest", "--index", "k", str(big), "--ray", ray_address,
+           "--paths.index_dir", str(settings.paths.index_dir), "--embedding.backend", "torch",
+           "--ingest.ray_batch_size", "8"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=LOOPBACK)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not list(layout.versions.glob(".tmp-*/.ray-*/vectors-*")):
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stdout.read().decode()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (layout.current() / "manifest.json").read_text() == before and verify_index(layout.index_dir, "k").ok
+    summary = ingest([FileSource(big)], "k", _settings(tmp_path, ray_address))
+    assert summary.version == "v0002" and summary.added == 60
+    assert not list(layout.versions.glob(".tmp-*"))
+    assert LoadedIndex(layout.index_dir, "k").manifest["counts"]["records"] == 62
+
+
+def test_bad_input_on_one_file_fails_the_ray_build_and_publishes_nothing(ray_address, tmp_path):
+    settings = _settings(tmp_path, ray_address)
+    cut = truncated_baseline(tmp_path)
+    with pytest.raises(IngestError) as failed:
+        ingest([FileSource(XML / "pubmed4.xml"), FileSource(cut)], "bad", settings)
+    assert str(failed.value).startswith(f"{cut}: the gzip stream is truncated or corrupt") and "truncated or corrupt" in str(failed.value)
+    assert "Nothing was published" in str(failed.value)
+    layout = IndexLayout(settings.paths.index_dir, "bad")
+    assert layout.current() is None and not list(layout.versions.glob(".tmp-*"))
