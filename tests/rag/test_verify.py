@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import time
 
 import pytest
 
@@ -71,11 +70,8 @@ def test_shipped_weights_load_offline(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     load_verifier.cache_clear()
-    started = time.perf_counter()
-    model = load_verifier(str(SHIPPED))
-    seconds = time.perf_counter() - started
+    model = load_verifier(str(SHIPPED))  # load time is measured in docs/evaluation.md, not asserted here
     assert model.transformers_model.config.id2label[1] == "contradicted"
-    assert seconds < 5  # about 0.5 s on an idle 2-core machine; the bound leaves room for a busy one
     assert (SHIPPED / "README.md").read_text().startswith("# pubmed-rag citation verifier")
     assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 50e6
 

@@ -181,7 +181,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         print(f"error: unknown scorer(s) {unknown}; choose among {', '.join(SCORERS)}", file=sys.stderr)
         return 2
-    embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens)
+    embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens, settings.embedding.backend,
+                             settings.paths.cache_dir)
     bars: dict[str, tqdm] = {}
 
     def progress(name: str, n: int) -> None:
