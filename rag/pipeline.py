@@ -26,11 +26,12 @@ from pubmed_rag.types import ABSTAIN_TEXT, Answer, Citation, Evidence, Sentence,
 from rag.bottom_line import STOP, BottomLineChecker, build_prompt
 from rag.bottom_line import SYSTEM as BOTTOM_LINE_SYSTEM
 from rag.citations import markers, split_sentences, strip_markers
-from rag.findings import CosineSentenceScorer, FindingExtractor, SentenceScorer
+from rag.findings import FindingExtractor, SentenceScorer
 from rag.generation import Generator, load_generator
 from rag.phi import redact
 from rag.prompt import SYSTEM, build_user_prompt
 from rag.retrieve import Filters, IndexRetriever
+from rag.sentence_scorers import finding_extractor
 from rag.verify import SupportScorer
 
 
@@ -65,7 +66,8 @@ class Asker:
                                                    self.settings.embedding.backend, self.settings.paths.cache_dir)
         self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval)
         self.scorer = SupportScorer(self.embedder, self.settings.verify)
-        self.findings = FindingExtractor(sentence_scorer or CosineSentenceScorer(self.embedder), self.settings.answer)
+        self.findings = (FindingExtractor(sentence_scorer, self.settings.answer) if sentence_scorer
+                         else finding_extractor(self.settings.answer, self.embedder))
         self._generator = generator
 
     @property
@@ -132,7 +134,9 @@ class Asker:
         timings.findings = time.perf_counter() - found_at
         yield Event("findings", findings)
         if not findings:
-            reason = f"no evidence sentence reaches answer.min_relevance {self.settings.answer.min_relevance:.2f}"
+            name = "answer.reranker_min_relevance" if self.settings.answer.sentence_scorer == "reranker" else \
+                "answer.min_relevance"
+            reason = f"no evidence sentence reaches {name} {self.findings.min_relevance:.2f}"
             yield Event("answer", self._abstain(base, started, reason))
             return
         answer = Answer(**base, answer="", findings=findings)

@@ -14,8 +14,6 @@ address the claim; a rule that fires makes the verdict "contradicted", with the 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +26,7 @@ from pubmed_rag.settings import VerifySettings
 from pubmed_rag.threads import few_threads
 from rag.agreement import disagreement
 from rag.citations import split_sentences, strip_markers
+from rag.cross_encoder import check_weights, load_cross_encoder
 from rag.injection import is_instruction
 
 Label = Literal["supported", "contradicted", "not enough information"]
@@ -73,26 +72,11 @@ def verifier_path(settings: VerifySettings) -> Path:
 @lru_cache(maxsize=2)
 def load_verifier(path: str) -> Any:
     """The trained CrossEncoder at ``path``, checked against its recorded checksum; loads offline."""
-    from sentence_transformers import CrossEncoder
-
     folder = Path(path)
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise VerifierError(f"verifier weights not found: {weights}. Rebuild them with `pubmed-rag train verifier`, "
-                            f"or use the similarity scorer: {FALLBACK}.")
-    record = folder / "training.json"
-    expected = json.loads(record.read_text(encoding="utf-8")).get("sha256") if record.is_file() else None
-    if expected and hashlib.sha256(weights.read_bytes()).hexdigest() != expected:
-        raise VerifierError(f"verifier weights {weights} are corrupted (checksum differs from training.json). "
-                            f"Rebuild them with `pubmed-rag train verifier`, or use {FALLBACK}.")
-    try:
-        import torch
-
-        model = CrossEncoder(str(folder), device="cpu", local_files_only=True,
-                             model_kwargs={"dtype": torch.float32})
-    except Exception as exc:  # a damaged file surfaces as one of many error types, all meaning the same
-        raise VerifierError(f"cannot load the verifier from {folder}: {exc}. Rebuild it with `pubmed-rag train "
-                            f"verifier`, or use {FALLBACK}.") from exc
+    check_weights(folder, what="verifier", error=VerifierError,
+                  remedy=f"Rebuild them with `pubmed-rag train verifier`, or use {FALLBACK}.")
+    model = load_cross_encoder(folder, what="the verifier", error=VerifierError,
+                               remedy=f"rebuild it with `pubmed-rag train verifier`, or use {FALLBACK}.")
     labels = [model.transformers_model.config.id2label[i] for i in range(len(LABELS))]
     if labels != list(LABELS):
         raise VerifierError(f"the model at {folder} has labels {labels}, not {list(LABELS)}; use {FALLBACK}.")
