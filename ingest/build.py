@@ -212,14 +212,16 @@ def ingest(
                 vectors = ShardedIndex.create(embedder.dimension, index_spec(settings.index),
                                               settings.index.flat_below, settings.index.exact_below)
             if settings.ingest.ray:  # parse, chunk and embed on the cluster; applied below in file order
-                from ingest.distributed import applying, prepare
+                from ingest.distributed import PrecomputedChunker, applying, prepare
 
                 work = Path(settings.ingest.ray_work_dir or staging) / f".ray-{staging.name.removeprefix('.tmp-')}"
-                sources, embedder = prepare(sources, embedder, settings, work, progress)
+                sources, embedder, chunks = prepare(sources, embedder, settings, work, progress)
                 progress = applying(progress)
+            chunker = Chunker(embedder, settings.embedding.chunk_overlap)
+            if settings.ingest.ray:
+                chunker = PrecomputedChunker(chunker, chunks)
             store = RecordStore(staging / STORE_FILE)
-            run = _Run(store, vectors, embedder, Chunker(embedder, settings.embedding.chunk_overlap),
-                       settings.embedding.batch_size, progress, summary)
+            run = _Run(store, vectors, embedder, chunker, settings.embedding.batch_size, progress, summary)
             for source in sources:
                 try:
                     run.apply(source)

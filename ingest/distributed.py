@@ -38,9 +38,9 @@ RECORDS = "records-{:05d}.jsonl"
 
 
 # -- records shards ------------------------------------------------------------------------------------------------
-def _item_line(item: Record | Deletion | Skipped) -> str:
+def _item_line(item: Record | Deletion | Skipped, chunks: list[tuple[str, int, int]] | None = None) -> str:
     if isinstance(item, Record):
-        return json.dumps({"record": item.to_dict()}, ensure_ascii=False)
+        return json.dumps({"record": item.to_dict(), "chunks": chunks or []}, ensure_ascii=False)
     if isinstance(item, Deletion):
         return json.dumps({"delete": list(item.pmids), "source": item.source})
     return json.dumps({"skipped": item.reason, "source": item.source}, ensure_ascii=False)
@@ -52,6 +52,7 @@ class ShardSource:
 
     path: Path  # the records shard
     name: str  # the input file, as provenance and messages name it
+    chunks: dict[str, list[tuple[str, int, int]]]  # filled as records are read: content hash -> the task's chunks
     kind: str = "file"
 
     def items(self) -> Iterator[Record | Deletion | Skipped]:
@@ -59,7 +60,9 @@ class ShardSource:
             for line in handle:
                 data = json.loads(line)
                 if "record" in data:
-                    yield Record.from_dict(data["record"])
+                    record = Record.from_dict(data["record"])
+                    self.chunks[record.content_hash()] = [tuple(c) for c in data["chunks"]]
+                    yield record
                 elif "delete" in data:
                     yield Deletion(tuple(data["delete"]), data["source"])
                 elif "skipped" in data:
@@ -104,10 +107,11 @@ def _parse_chunk(row: dict[str, Any], config: dict[str, Any]) -> list[dict[str, 
         try:
             for item in parse_file(Path(path)):
                 item = _rename(item, path, name)
-                out.write(_item_line(item) + "\n")
-                if isinstance(item, Record):
+                chunks = chunker.split(item) if isinstance(item, Record) else None
+                out.write(_item_line(item, chunks) + "\n")
+                if chunks is not None:
                     records += 1
-                    texts.extend(text for text, _, _ in chunker.split(item))
+                    texts.extend(text for text, _, _ in chunks)
         except (IngestError, OSError, EOFError) as exc:
             problem = str(exc) if isinstance(exc, IngestError) else f"{path}: cannot read ({exc})."
             out.write(json.dumps({"error": problem.replace(path, name)}, ensure_ascii=False) + "\n")
@@ -173,6 +177,18 @@ class PrecomputedEmbedder:
         return np.stack([self.lookup[t] for t in texts]).astype(np.float32)
 
 
+class PrecomputedChunker:
+    """The build's chunker, answering with the chunks the parse tasks made (the driver would otherwise spend most of
+    its time tokenising again: measured 203 records/s for chunking against 158 for the whole apply)."""
+
+    def __init__(self, base: Any, chunks: dict[str, list[tuple[str, int, int]]]) -> None:
+        self.base, self.chunks = base, chunks
+
+    def split(self, record: Record) -> list[tuple[str, int, int]]:
+        found = self.chunks.pop(record.content_hash(), None)
+        return found if found is not None else self.base.split(record)
+
+
 def applying(progress: Any) -> Any:
     """The build's progress sink for the driver's pass: records applied count as "apply" (parse and embed were
     counted on the cluster), and looking vectors up is not embedding."""
@@ -225,9 +241,10 @@ def connect(address: str, verbose: bool = False) -> dict[str, Any]:
 
 
 def prepare(sources: list, embedder: Embedder, settings: Settings, work: Path,
-            progress: Any = None) -> tuple[list, PrecomputedEmbedder]:
+            progress: Any = None) -> tuple[list, PrecomputedEmbedder, dict[str, list[tuple[str, int, int]]]]:
     """Parse, chunk and embed the file sources on Ray; return the sources to apply (file sources replaced by their
-    records shards, in the same order) and the embedder that serves the cluster's vectors."""
+    records shards, in the same order), the embedder that serves the cluster's vectors, and the chunks the tasks made
+    (filled as the shards are read; ``PrecomputedChunker`` serves them)."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -261,5 +278,6 @@ def prepare(sources: list, embedder: Embedder, settings: Settings, work: Path,
     for shard in shards:
         with np.load(shard) as data:
             vectors.update(zip(data["texts"].tolist(), data["vectors"], strict=True))
-    by_file = {id(s): ShardSource(work / RECORDS.format(i), s.name) for i, s in enumerate(files)}
-    return [by_file.get(id(s), s) for s in sources], PrecomputedEmbedder(embedder, vectors)
+    chunks: dict[str, list[tuple[str, int, int]]] = {}
+    by_file = {id(s): ShardSource(work / RECORDS.format(i), s.name, chunks) for i, s in enumerate(files)}
+    return [by_file.get(id(s), s) for s in sources], PrecomputedEmbedder(embedder, vectors), chunks

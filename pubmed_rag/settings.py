@@ -110,7 +110,11 @@ class RetrievalSettings(_Section):
     prf_weight: float = Field(1.0, ge=0, description="Weight of the feedback records' mean vector and RRF weight of "
                               "the feedback ranking.")
     grade_prior: float = Field(0.0, ge=0, description="Score bonus per study-design grade step (0 = off).")
-    reranker: str = Field("", description="Optional sentence-transformers CrossEncoder path for reranking.")
+    reranker: str = Field("", description="Rerank the top retrieval.rerank_depth candidates with a CrossEncoder: "
+                          "'' = off, 'shipped' = the reranker trained here (models/reranker), or a CrossEncoder "
+                          "folder. Weights that are missing or corrupt leave the ranking as it was, with a warning.")
+    rerank_depth: int = Field(20, ge=1, le=200, description="Candidates the reranker reorders (the rest keep their "
+                              "order after them); each costs a CrossEncoder pass.")
 
 
 class GeneratorSettings(_Section):
@@ -171,6 +175,14 @@ class AnswerSettings(_Section):
                                   "answer's text (the rest are listed below it); what evaluation scores.")
     echo_threshold: float = Field(0.85, ge=-1, le=1, description="A generated sentence at least this similar to the "
                                   "question restates it and is dropped.")
+    sentence_scorer: Literal["cosine", "reranker"] = Field(
+        "cosine", description="How relevant each candidate sentence is: cosine (bi-encoder similarity) or reranker "
+        "(P(relevant) from the reranker trained here, answer.reranker_model).")
+    reranker_model: str = Field("", description="answer.sentence_scorer reranker: '' or 'shipped' = models/reranker, "
+                                "or a CrossEncoder folder.")
+    reranker_min_relevance: float = Field(0.3, ge=0, le=1, description="answer.sentence_scorer reranker: a record "
+                                          "whose best sentence has a lower P(relevant) gives no finding (replaces "
+                                          "answer.min_relevance, which is on the cosine scale).")
 
 
 class VerifySettings(_Section):

@@ -98,7 +98,7 @@ def test_eval_qa_on_real_pubmedqa_items(small_index_dir, generator_cache, tmp_pa
 
 
 # One flag each subcommand's help must list, besides the settings flags every subcommand has.
-HELP_FLAGS = {"ingest": "--allow-partial", "index": "{list,info,verify}", "ask": "--max-new-tokens",
+HELP_FLAGS = {"ingest": "--allow-partial", "index": "{list,info,verify,compact}", "ask": "--max-new-tokens",
               "check": "--claim", "eval": "--qa-settings"}
 
 
