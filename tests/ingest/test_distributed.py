@@ -29,8 +29,10 @@ from pubmed_rag.settings import Settings
 from tests.conftest import ROOT, SAMPLE_ABSTRACTS, XML
 from tests.ingest.test_build import truncated_baseline
 
+# Ray reads this when it is imported: set before anything imports it, so this process's driver binds loopback too.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 RAY = Path(sys.executable).with_name("ray")
-LOOPBACK = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK = dict(os.environ)
 
 
 def _free_port() -> int:
@@ -46,7 +48,6 @@ def ray_address():
     port = _free_port()
     start = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
              "--include-dashboard", "false", "--disable-usage-stats", "--object-store-memory", str(300 * 2**20)]
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     try:
         subprocess.run(start, env=LOOPBACK, check=True, capture_output=True, timeout=120)
         address = f"127.0.0.1:{port}"
