@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-import pytest
-
 from rag.langchain import PubMedRetriever, answer_chain
 from rag.pipeline import Asker
-from rag.retrieve import Filters, IndexRetriever
+from rag.retrieve import Filters
 from tests.conftest import FakeGenerator, pubmedqa_questions
 
 
@@ -27,9 +25,3 @@ def test_answer_chain_invokes_the_pipeline(asker):
     assert any(t.startswith("Mitochondrial dynamics were delineated") for t in said)
     assert answer_chain(fake).invoke(q["question"])["evidence"][0]["pmid"] == "21645374"
 
-
-def test_missing_reranker_is_a_clear_error(asker):
-    settings = asker.settings.retrieval.model_copy(update={"reranker": "/nonexistent/cross-encoder"})
-    retriever = IndexRetriever(asker.index, asker.embedder, settings)
-    with pytest.raises(RuntimeError, match="cannot load reranker '/nonexistent/cross-encoder'"):
-        retriever.search("asthma", 3)

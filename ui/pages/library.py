@@ -104,16 +104,16 @@ def show_fetch(result: FetchResult) -> None:
 
 with st.expander("Build on a Ray cluster (optional)"):
     ray_address = st.text_input(
-        "Ray cluster address", value=cfg.ingest.ray, placeholder="auto, or host:port",
+        "Ray cluster address", value=cfg.ingest.ray, placeholder="auto, or host:port", key="ray_address",
         help="Parse, chunk and embed on a Ray cluster (pip install 'pubmed-rag[ray]'); 'auto' joins this machine's "
         "cluster or starts a local one. Empty: build in this process.")
 cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"ray": ray_address.strip()})})
 
 query_tab, files_tab = st.tabs(["From a PubMed query", "From files"])
 with query_tab, st.form("query_form"):
-    query = st.text_input("PubMed query", placeholder="asthma[mh] AND randomized controlled trial[pt]")
+    query = st.text_input("PubMed query", placeholder="asthma[mh] AND randomized controlled trial[pt]", key="query")
     col1, col2 = st.columns(2)
-    email = col1.text_input("Email (NCBI asks for one)", value=cfg.ncbi.email)
+    email = col1.text_input("Email (NCBI asks for one)", value=cfg.ncbi.email, key="ncbi_email")
     api_key = col2.text_input("NCBI API key (optional)", value=cfg.ncbi.api_key, type="password")
     mindate = col1.text_input("From date (YYYY or YYYY/MM/DD)")
     maxdate = col2.text_input("To date")
