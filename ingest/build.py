@@ -1,12 +1,16 @@
 """Build or incrementally update an index from sources, atomically.
 
-A staging folder gets a copy of the served version's record store and hard links to its (immutable) vector shards;
-changes are applied there (only new or changed records are embedded; added vectors become one new shard, removed
-ones a deletion list), the result is checked against its manifest, and only then is it published.
+A staging folder gets hard links to the served version's (immutable) vector shards; the index's shared record store
+gets the changed rows, in one transaction, tagged with the new version number, which readers of the served version
+do not see (``ingest.store``). Only new or changed records are embedded; added vectors become one new shard, removed
+ones a deletion list. The result is checked against its manifest, and only then is it published, so an update costs
+what it changes, not the size of the index.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
 from collections.abc import Iterable, Iterator
@@ -19,9 +23,9 @@ from ingest.ann.sharded import ShardedIndex
 from ingest.chunking import Chunker
 from ingest.embedder import Embedder, load_embedder
 from ingest.index import IndexLayout
-from ingest.manifest import STORE_FILE, open_vectors, read_manifest, verify_folder, write_manifest
+from ingest.manifest import STORE_FILE, open_vectors, read_manifest, shared_store, verify_folder, write_manifest
 from ingest.sources import detect_format, parse_file
-from ingest.store import RecordStore, now
+from ingest.store import RecordStore, now, upgrade
 from pubmed_rag.records import Deletion, IngestError, Record, Skipped
 from pubmed_rag.settings import IndexSettings, Settings
 
@@ -201,11 +205,13 @@ def ingest(
             )
         max_tokens = old_manifest["embedding"]["max_tokens"] if old_manifest else settings.embedding.max_tokens
         embedder = embedder or load_embedder(model, max_tokens, settings.embedding.backend, settings.paths.cache_dir)
+        number = layout.next_number()
+        base = open_shared_store(layout, previous, old_manifest)
         staging = layout.new_version()
         work: Path | None = None  # the Ray build's shards (ingest.ray)
+        store: RecordStore | None = None
         try:
             if previous:
-                shutil.copy2(previous / STORE_FILE, staging / STORE_FILE)
                 vectors = open_vectors(previous, old_manifest)
                 _check_type(index, settings.index, vectors.spec.type)
             else:
@@ -220,7 +226,7 @@ def ingest(
             chunker = Chunker(embedder, settings.embedding.chunk_overlap)
             if settings.ingest.ray:
                 chunker = PrecomputedChunker(chunker, chunks)
-            store = RecordStore(staging / STORE_FILE)
+            store = RecordStore(layout.root / STORE_FILE, version=number)
             run = _Run(store, vectors, embedder, chunker, settings.embedding.batch_size, progress, summary)
             for source in sources:
                 try:
@@ -228,25 +234,34 @@ def ingest(
                 except (IngestError, OSError) as exc:
                     problem = str(exc) if isinstance(exc, IngestError) else f"{source.name}: cannot read ({exc})."
                     if not allow_partial:
-                        store.close()
                         raise IngestError(_not_published(problem, index, previous)) from exc
                     summary.problems.append(f"{problem} The records read before the error were kept "
                                             "(ingest.allow_partial).")
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
-            counts = store.counts()
-            provenance = store.provenance()
-            store.close()
             changed = summary.added + summary.replaced + summary.deleted > 0
             if previous and not changed:
+                store.discard_after(base)  # the provenance of a run that changed nothing
+                store.close()
                 shutil.rmtree(staging)
                 summary.version = previous.name + " (unchanged)"
                 summary.seconds = time.perf_counter() - started
                 return summary
+            old_store = (old_manifest or {}).get("store", {})
+            store_section = {
+                "shared": True, "file": STORE_FILE, "version": number,
+                "digest": (store.change_digest(old_store["digest"], number) if old_store.get("shared")
+                           else store.digest()),
+                "changed": store.changed(number),
+            }
+            counts = store.counts()
+            provenance = store.provenance()
+            store.close()
             section = vectors.save(staging)
             write_manifest(staging, {
                 "name": index,
                 "index": {k: v for k, v in section.items() if k not in ("files", "linked")},
+                "store": store_section,
                 "embedding": {"model": model, "dimension": embedder.dimension, "max_tokens": max_tokens,
                               "chunk_overlap": settings.embedding.chunk_overlap},
                 "counts": counts,
@@ -254,18 +269,55 @@ def ingest(
                                                "skipped")} for p in provenance],
                 "created": old_manifest["created"] if old_manifest else now(),
                 "updated": now(),
-            }, [STORE_FILE, *section["files"]], _reused(old_manifest, section["linked"]))
+            }, section["files"], _reused(old_manifest, section["linked"]))
             report = verify_folder(staging, linked_from=previous)
             if not report.ok:
                 raise IngestError(f"index {index!r}: the new version failed verification: {report.problems}")
-            summary.version = layout.publish(staging).name
+            summary.version = layout.publish(staging, number).name
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
+            if store is not None:  # what this run committed is not published: take it back now, not next time
+                store.close()
+                with contextlib.suppress(Exception):
+                    _discard(layout, base)
             raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def open_shared_store(layout: IndexLayout, previous: Path | None, manifest: dict | None) -> int:
+    """Make ``indexes/<name>/store.sqlite`` ready for the next version; return the served version it extends.
+
+    An index whose served version has its own store (an earlier release) gets a converted copy of it, once: the
+    one update that costs the index's size. Rows left by an update that was killed before it published are
+    removed."""
+    path = layout.root / STORE_FILE
+    if previous is None or not shared_store(manifest):
+        if previous is not None:  # upgrade: a copy, so the served version's own file stays as it is
+            tmp = path.with_name(STORE_FILE + ".upgrade")
+            for stale in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+                stale.unlink(missing_ok=True)
+            shutil.copy2(previous / STORE_FILE, tmp)
+            upgrade(tmp)
+            for stale in (path.with_name(STORE_FILE + "-wal"), path.with_name(STORE_FILE + "-shm")):
+                stale.unlink(missing_ok=True)
+            os.replace(tmp, path)
+        base = 0
+    else:
+        base = int(manifest["store"]["version"])
+    if path.exists():
+        _discard(layout, base)
+    return base
+
+
+def _discard(layout: IndexLayout, base: int) -> None:
+    store = RecordStore(layout.root / STORE_FILE, version=base)
+    try:
+        store.discard_after(base)
+    finally:
+        store.close()
 
 
 def index_spec(settings: IndexSettings) -> IndexSpec:

@@ -1,7 +1,8 @@
 """Merge an index's shards into one and drop the vectors its deletion list excludes, as a new version.
 
-The record store is unchanged by compaction, so the new version hard-links it; the vectors are rebuilt (IVF types
-retrained on a sample of the live vectors), optionally as another index type (``--index.type``).
+The records are unchanged by compaction: the new version reads the index's shared store as the previous one did (an
+earlier release's per-version store is hard-linked). The vectors are rebuilt (IVF types retrained on a sample of the
+live vectors), optionally as another index type (``--index.type``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 
 from ingest.ann import resolve_spec
 from ingest.ann.sharded import ShardedIndex, _link
-from ingest.build import index_spec
+from ingest.build import index_spec, open_shared_store
 from ingest.index import IndexLayout, current_folder
-from ingest.manifest import STORE_FILE, open_vectors, read_manifest, verify_folder, write_manifest
+from ingest.manifest import STORE_FILE, open_vectors, read_manifest, shared_store, verify_folder, write_manifest
 from ingest.store import now
 from pubmed_rag.settings import Settings
 
@@ -56,20 +57,28 @@ def compact(index: str, settings: Settings | None = None) -> CompactSummary:
         spec = resolve_spec(base, len(vectors), settings.index.flat_below)
         merged: ShardedIndex = vectors.merged(spec)
         merged.requested = base.type
+        number = layout.next_number()
         staging = layout.new_version()
         try:
-            _link(previous / STORE_FILE, staging / STORE_FILE)
+            kept = {k: v for k, v in manifest.items() if k not in ("files", "schema_version")}
+            if shared_store(manifest):
+                open_shared_store(layout, previous, manifest)  # drop what a killed update left
+                kept["store"] = {**manifest["store"], "version": number, "changed": dict.fromkeys(
+                    manifest["store"].get("changed", {}), 0)}
+                store_files, known = [], {}
+            else:
+                _link(previous / STORE_FILE, staging / STORE_FILE)
+                store_files, known = [STORE_FILE], {STORE_FILE: manifest["files"][STORE_FILE]}
             section = merged.save(staging)
-            known = {STORE_FILE: manifest["files"][STORE_FILE]}
             write_manifest(staging, {
-                **{k: v for k, v in manifest.items() if k not in ("files", "schema_version")},
+                **kept,
                 "index": {k: v for k, v in section.items() if k not in ("files", "linked")},
                 "updated": now(),
-            }, [STORE_FILE, *section["files"]], known)
+            }, [*store_files, *section["files"]], known)
             report = verify_folder(staging, linked_from=previous)
             if not report.ok:
                 raise RuntimeError(f"index {index!r}: the compacted version failed verification: {report.problems}")
-            version = layout.publish(staging).name
+            version = layout.publish(staging, number).name
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ingest.manifest import STORE_FILE, VerifyReport, open_vectors, read_manifest, verify_folder
+from ingest.manifest import STORE_FILE, VerifyReport, open_store, open_vectors, read_manifest, verify_folder
 from ingest.store import ChunkPmids, RecordStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -73,10 +73,20 @@ class IndexLayout:
         folder.mkdir()
         return folder
 
-    def publish(self, staging: Path) -> Path:
-        """Rename ``staging`` to the next version and point ``CURRENT`` at it."""
-        numbers = [int(p.name[1:]) for p in self.versions.glob("v[0-9]*") if p.name[1:].isdigit()]
-        final = self.versions / f"v{max(numbers, default=0) + 1:04d}"
+    def _numbers(self) -> list[int]:
+        return sorted(int(p.name[1:]) for p in self.versions.glob("v[0-9]*") if p.name[1:].isdigit())
+
+    def next_number(self) -> int:
+        """The number the next published version gets (call under ``lock``)."""
+        return max(self._numbers(), default=0) + 1
+
+    def publish(self, staging: Path, number: int | None = None) -> Path:
+        """Rename ``staging`` to the next version (``number``, which must be that) and point ``CURRENT`` at it."""
+        expected = self.next_number()
+        if number is not None and number != expected:
+            raise RuntimeError(f"index {self.name!r}: staging was written as v{number:04d} but the next version is "
+                               f"v{expected:04d}; another writer published meanwhile.")
+        final = self.versions / f"v{expected:04d}"
         staging.rename(final)
         tmp = self.root / f"CURRENT.{uuid.uuid4().hex[:8]}"
         with open(tmp, "w") as handle:
@@ -88,9 +98,17 @@ class IndexLayout:
         return final
 
     def _prune(self, keep: Path) -> None:
+        """Keep the newest ``KEEP_VERSIONS`` versions; purge the store rows none of them can see."""
         olds = sorted((p for p in self.versions.glob("v[0-9]*") if p != keep), key=lambda p: p.name)
         for old in olds[: max(0, len(olds) - (KEEP_VERSIONS - 1))]:
             shutil.rmtree(old, ignore_errors=True)
+        shared = self.root / STORE_FILE
+        if shared.exists():
+            store = RecordStore(shared, version=int(keep.name[1:]))
+            try:
+                store.purge(min(self._numbers(), default=int(keep.name[1:])))
+            finally:
+                store.close()
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -144,7 +162,7 @@ class LoadedIndex:
         self.name = name
         self.folder = current_folder(index_dir, name)
         self.manifest = read_manifest(self.folder)
-        self.store = RecordStore(self.folder / STORE_FILE, readonly=True)
+        self.store = open_store(self.folder, self.manifest)
         self.vectors = open_vectors(self.folder, self.manifest)
         self.vectors.search_overrides = {k: v for k, v in (search or {}).items() if v}
 

@@ -72,6 +72,22 @@ def open_vectors(folder: Path, manifest: dict, exact_below: int = 20_000) -> Sha
     return ShardedIndex.open(folder, manifest.get("index"), exact_below=exact_below)
 
 
+def shared_store(manifest: dict) -> bool:
+    """Whether the version reads the index's shared, versioned store (else its own file, an earlier release's)."""
+    return bool(manifest.get("store", {}).get("shared"))
+
+
+def store_path(folder: Path, manifest: dict) -> Path:
+    """The record store a version folder reads: ``indexes/<name>/store.sqlite``, or the folder's own file."""
+    return folder.parent.parent / STORE_FILE if shared_store(manifest) else folder / STORE_FILE
+
+
+def open_store(folder: Path, manifest: dict) -> RecordStore:
+    """The version's records, read-only, exactly as that version holds them."""
+    version = manifest["store"]["version"] if shared_store(manifest) else None
+    return RecordStore(store_path(folder, manifest), readonly=True, version=version)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         sa, sb = os.stat(a), os.stat(b)
@@ -109,10 +125,15 @@ def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport
             report.problems.append(f"{name}: sha256 {actual[:12]}... != manifest {expected['sha256'][:12]}...")
     if report.problems:
         return report
-    store = RecordStore(folder / STORE_FILE, readonly=True)
+    if shared_store(manifest) and not store_path(folder, manifest).exists():
+        report.problems.append(f"{store_path(folder, manifest)}: the index's record store is missing")
+        return report
+    store = open_store(folder, manifest)
     try:
         counts = store.counts()
         chunk_ids = set(store.all_chunk_ids())
+        if shared_store(manifest):
+            _check_store_digest(store, manifest, read_manifest(linked_from) if linked_from else None, report)
     finally:
         store.close()
     vectors = open_vectors(folder, manifest)
@@ -129,3 +150,17 @@ def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport
             f"vectors: dimension {vectors.dimension} != manifest {manifest['embedding']['dimension']}"
         )
     return report
+
+
+def _check_store_digest(store: RecordStore, manifest: dict, previous: dict | None, report: VerifyReport) -> None:
+    """The store's rows against the manifest's digest: during an update, only the rows this version changed (carried
+    forward from the previous version's digest); otherwise every row the version can see."""
+    section = manifest["store"]
+    if previous is not None and shared_store(previous):
+        actual = store.change_digest(previous["store"]["digest"], section["version"])
+        what = "rows changed by this version"
+    else:
+        actual, what = store.digest(), "rows"
+    if actual != section["digest"]:
+        report.problems.append(f"{STORE_FILE}: the {what} hash to {actual[:12]}..., manifest says "
+                               f"{section['digest'][:12]}... (the store was changed outside pubmed-rag or is damaged)")

@@ -12,8 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from ingest.index import current_folder
-from ingest.manifest import STORE_FILE
-from ingest.store import RecordStore
+from ingest.manifest import open_store, read_manifest
 from pubmed_rag.settings import Settings
 
 _ASKED = "example_asked"
@@ -39,7 +38,7 @@ EXAMPLES = (
 
 @st.cache_data(show_spinner=False)
 def _indexed(folder: str, pmids: tuple[str, ...]) -> set[str]:
-    store = RecordStore(Path(folder) / STORE_FILE, readonly=True)
+    store = open_store(Path(folder), read_manifest(Path(folder)))
     try:
         return set(store.get_many(pmids))
     finally:

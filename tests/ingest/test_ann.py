@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 
 import faiss
 import numpy as np
@@ -17,6 +18,7 @@ from ingest.build import FileSource, RecordsSource, ingest
 from ingest.compact import compact
 from ingest.index import IndexLayout, LoadedIndex, verify_index
 from ingest.manifest import STORE_FILE, sha256
+from ingest.store import RECORD_COLUMNS
 from pubmed_rag.records import Deletion
 from tests.conftest import XML
 
@@ -108,17 +110,19 @@ def test_update_hard_links_and_leaves_previous_version_byte_identical(small_sett
     layout = IndexLayout(small_settings.paths.index_dir, "small")
     compact("small", typed(small_settings, "ivfpq"))  # v0002: shard layout, IVF-PQ
     old = layout.current()
+    store_inode = os.stat(layout.root / STORE_FILE).st_ino
     before = {str(p.relative_to(old)): sha256(p) for p in sorted(old.rglob("*")) if p.is_file()}
     ingest([FileSource(XML / "pubmed4.xml")], "small", small_settings, embedder=embedder)
     new = layout.current()
     assert new != old
     after = {str(p.relative_to(old)): sha256(p) for p in sorted(old.rglob("*")) if p.is_file()}
     assert after == before
-    # The unchanged shard is the same inode (a hard link, no copy); the new one is new; the store was copied.
+    # The unchanged shard is the same inode (a hard link, no copy); the new one is new; the store is the index's one
+    # shared store, written in place (tests/ingest/test_store.py checks what each version sees in it).
     shard = f"{SHARDS_DIR}/s0001.faiss"
     assert os.stat(new / shard).st_ino == os.stat(old / shard).st_ino and os.stat(old / shard).st_nlink == 2
     assert (new / SHARDS_DIR / "s0002.faiss").exists() and not (old / SHARDS_DIR / "s0002.faiss").exists()
-    assert os.stat(new / STORE_FILE).st_ino != os.stat(old / STORE_FILE).st_ino
+    assert os.stat(layout.root / STORE_FILE).st_ino == store_inode and not (new / STORE_FILE).exists()
     assert verify_index(small_settings.paths.index_dir, "small").ok
     # Tampering with a linked shard is still caught by a full verify.
     with open(new / SHARDS_DIR / "s0002.ids.npy", "ab") as handle:
@@ -127,13 +131,49 @@ def test_update_hard_links_and_leaves_previous_version_byte_identical(small_sett
     assert not report.ok and "shards/s0002.ids.npy: sha256" in report.problems[0]
 
 
+# The record store as the previous release wrote it, one file per version folder (ingest/store.py before versions).
+PREVIOUS_RELEASE_STORE = """
+CREATE TABLE records (pmid TEXT PRIMARY KEY, version INTEGER NOT NULL, title TEXT NOT NULL, abstract TEXT NOT NULL,
+    data TEXT NOT NULL, year INTEGER, retracted INTEGER NOT NULL, retraction_notice INTEGER NOT NULL,
+    title_only INTEGER NOT NULL, content_hash TEXT NOT NULL, source TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE chunks (chunk_id INTEGER PRIMARY KEY AUTOINCREMENT, pmid TEXT NOT NULL REFERENCES records(pmid),
+    text TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL);
+CREATE INDEX chunks_pmid ON chunks(pmid);
+CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='porter unicode61');
+CREATE TABLE deleted (pmid TEXT PRIMARY KEY, source TEXT NOT NULL, deleted_at TEXT NOT NULL);
+CREATE TABLE provenance (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT NOT NULL, at TEXT NOT NULL,
+    added INTEGER NOT NULL, replaced INTEGER NOT NULL, deleted INTEGER NOT NULL, unchanged INTEGER NOT NULL,
+    skipped INTEGER NOT NULL);
+CREATE TABLE record_sources (pmid TEXT NOT NULL, provenance_id INTEGER NOT NULL);
+"""
+
+
+def write_previous_release_store(shared, path) -> None:
+    """The live rows of ``shared`` written into a store of the previous release's schema at ``path``."""
+    conn = sqlite3.connect(path)
+    conn.executescript(PREVIOUS_RELEASE_STORE)
+    conn.execute("ATTACH ? AS shared", (str(shared),))
+    conn.execute(f"INSERT INTO records SELECT {RECORD_COLUMNS} FROM shared.records WHERE valid_to IS NULL")
+    conn.execute("INSERT INTO chunks SELECT chunk_id, pmid, text, start, end FROM shared.chunks WHERE valid_to IS NULL")
+    conn.execute("INSERT INTO chunks_fts (rowid, text) SELECT chunk_id, text FROM chunks")
+    conn.execute("INSERT INTO deleted SELECT pmid, source, deleted_at FROM shared.deleted WHERE valid_to IS NULL")
+    conn.execute("INSERT INTO provenance SELECT id, kind, name, at, added, replaced, deleted, unchanged, skipped "
+                 "FROM shared.provenance")
+    conn.execute("INSERT INTO record_sources SELECT pmid, provenance_id FROM shared.record_sources "
+                 "WHERE valid_to IS NULL")
+    conn.commit()
+    conn.close()
+
+
 def test_previous_release_index_opens_and_is_upgraded_by_the_next_update(small_settings, embedder):
-    """A schema-1 version (one vectors.faiss IndexIDMap2(IndexFlatIP), as the previous release wrote it)."""
+    """A schema-1 version as the previous release wrote it: one vectors.faiss IndexIDMap2(IndexFlatIP) and its own
+    record store in the version folder."""
     layout = IndexLayout(small_settings.paths.index_dir, "small")
     folder = layout.current()
     manifest = json.loads((folder / "manifest.json").read_text())
     current = LoadedIndex(small_settings.paths.index_dir, "small")
     ids = current.vectors.ids()
+    pmids = current.store.all_pmids()
     old = faiss.IndexIDMap2(faiss.IndexFlatIP(384))
     old.add_with_ids(current.vectors.vectors(ids.tolist()), ids)
     del current
@@ -141,14 +181,19 @@ def test_previous_release_index_opens_and_is_upgraded_by_the_next_update(small_s
     for p in [folder / "deleted.npy", *(folder / SHARDS_DIR).iterdir()]:
         p.unlink()
     (folder / SHARDS_DIR).rmdir()
+    write_previous_release_store(layout.root / STORE_FILE, folder / STORE_FILE)
+    (layout.root / STORE_FILE).unlink()
     manifest.pop("index")
+    manifest.pop("store")
     manifest["schema_version"] = 1
     manifest["files"] = {n: {"sha256": sha256(folder / n), "bytes": (folder / n).stat().st_size}
                          for n in (STORE_FILE, "vectors.faiss")}
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    legacy_store = sha256(folder / STORE_FILE)
 
     legacy = LoadedIndex(small_settings.paths.index_dir, "small")
     assert verify_index(small_settings.paths.index_dir, "small").ok
+    assert legacy.store.all_pmids() == pmids and not legacy.store.versioned
     query = legacy.vectors.vectors(ids[:1].tolist())[0]
     _, hits = legacy.vectors.search(query, 3)
     assert hits[0] == ids[0]
@@ -157,6 +202,9 @@ def test_previous_release_index_opens_and_is_upgraded_by_the_next_update(small_s
     upgraded = LoadedIndex(small_settings.paths.index_dir, "small")
     assert upgraded.manifest["schema_version"] == 2 and upgraded.manifest["index"]["type"] == "flat"
     assert [s["name"] for s in upgraded.manifest["index"]["shards"]] == ["s0001", "s0002"]
+    # The records moved to the shared store, once (a converted copy); the old version's own file is untouched.
+    assert upgraded.manifest["store"]["shared"] and upgraded.store.all_pmids() == sorted([*pmids, "27797938"])
+    assert sha256(folder / STORE_FILE) == legacy_store and legacy.store.all_pmids() == pmids
     assert verify_index(small_settings.paths.index_dir, "small").ok
 
 

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -96,6 +97,8 @@ def test_source_error_mid_file_fails_the_build_and_publishes_nothing(settings, e
     assert (layout.current() / "manifest.json").read_text() == manifest
     index = LoadedIndex(settings.paths.index_dir, "d")
     assert index.store.get("27797938") is None and index.manifest["counts"]["records"] == 2
+    with sqlite3.connect(layout.root / STORE_FILE) as conn:  # what the good file wrote was taken back
+        assert conn.execute("SELECT COUNT(*) FROM records WHERE valid_from > 1").fetchone()[0] == 0
 
     # Malformed XML mid-file (a real record cut open) fails the same way and names the file and line.
     raw = gzip.open(XML / "pubmed26n1334.xml.gz").read()
@@ -153,11 +156,12 @@ def test_unknown_index_and_model_mismatch(settings, embedder):
 
 def test_verify_detects_tampering(settings, embedder):
     ingest([FileSource(XML / "pubmed2.xml")], "x", settings, embedder=embedder)
-    folder = IndexLayout(settings.paths.index_dir, "x").current()
-    with open(folder / STORE_FILE, "ab") as handle:
-        handle.write(b"\0")
+    assert verify_index(settings.paths.index_dir, "x").ok
+    store = IndexLayout(settings.paths.index_dir, "x").root / STORE_FILE
+    with sqlite3.connect(store) as conn:  # one word of one stored chunk changed behind pubmed-rag's back
+        conn.execute("UPDATE chunks SET text = replace(text, 'the', 'a') WHERE chunk_id = 1")
     report = verify_index(settings.paths.index_dir, "x")
-    assert not report.ok and "store.sqlite: sha256" in report.problems[0]
+    assert not report.ok and report.problems[0].startswith("store.sqlite: the rows hash to")
 
 
 def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
@@ -171,7 +175,7 @@ def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     versions = settings.paths.index_dir / "k" / "versions"
     deadline = time.time() + 120
-    while time.time() < deadline and not any((p / STORE_FILE).exists() for p in versions.glob(".tmp-*")):
+    while time.time() < deadline and not any(versions.glob(".tmp-*")):  # staging is made after the model loads
         time.sleep(0.2)
     time.sleep(3)  # well inside embedding the 180 records (the first 256 passages take about 20 s)
     os.kill(proc.pid, signal.SIGKILL)
@@ -184,3 +188,7 @@ def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
     assert summary.added == 1 and summary.version == "v0002"
     assert not list(versions.glob(".tmp-*"))
     assert LoadedIndex(settings.paths.index_dir, "k").manifest["counts"]["records"] == 3
+    # Nothing of the killed run is left in the shared store: only the two published versions' rows.
+    with sqlite3.connect(settings.paths.index_dir / "k" / STORE_FILE) as conn:
+        assert conn.execute("SELECT valid_from, COUNT(*) FROM records GROUP BY valid_from").fetchall() == [
+            (1, 2), (2, 1)]

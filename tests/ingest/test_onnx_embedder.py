@@ -86,6 +86,16 @@ def test_onnx_vectors_match_pytorch_on_real_abstracts(onnx, torch_embedder):
     assert onnx.encode([]).shape == (0, 384)
 
 
+def test_direct_tokenizer_gives_the_model_tokenizers_ids(onnx):
+    """encode() calls the Rust tokenizer directly (faster for a query): same ids and type ids as the model's
+    tokenizer with the window's truncation, on abstracts over the window, short texts, accents and an empty one."""
+    texts = _abstracts() + ["Is aspirin effective?", "", "ÄÖü naïve café — β-blockers ≥ 5 mg", "x " * 400]
+    for text in texts:
+        expected = onnx.tokenizer(text, truncation="longest_first", max_length=onnx.max_tokens)
+        got = onnx._fast.encode(text)
+        assert (got.ids, got.type_ids) == (expected["input_ids"], expected["token_type_ids"])
+
+
 def test_export_is_cached_and_its_check_recorded(onnx, cache_dir, fresh_cache, monkeypatch):
     model_file = Path(onnx.model_file)
     check = json.loads((model_file.parent / "check.json").read_text())
