@@ -168,9 +168,9 @@ def probe(folder: Path, queries: Path, truth: Path, k: int, sweep: list[dict]) -
     return out
 
 
-SWEEPS = {"ivfflat": [{"nprobe": 8}, {"nprobe": 16}, {"nprobe": 64}],
-          "ivfpq": [{"refine": 1}, {"refine": 16}, {"refine": 32}, {"nprobe": 64, "refine": 16}],
-          "hnsw": [{"ef_search": 48}, {"ef_search": 192}, {"ef_search": 384}]}
+SWEEPS = {"ivfflat": [{"nprobe": 16}, {"nprobe": 64}, {"nprobe": 256}],
+          "ivfpq": [{"refine": 1}, {"refine": 16}, {"nprobe": 64, "refine": 32}, {"nprobe": 256, "refine": 32}],
+          "hnsw": [{"ef_search": 192}, {"ef_search": 768}]}
 
 
 def update(folder: Path, dimension: int, records: int, chunks_per_record: float, replaced: float) -> dict:

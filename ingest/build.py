@@ -254,7 +254,11 @@ def ingest(
                            else store.digest()),
                 "changed": store.changed(number),
             }
-            counts = store.counts()
+            if old_store.get("shared"):  # carried forward by the change, not counted over the whole index
+                delta = store.count_changes(number)
+                counts = {key: old_manifest["counts"].get(key, 0) + delta[key] for key in delta}
+            else:
+                counts = store.counts()
             provenance = store.provenance()
             store.close()
             section = vectors.save(staging)

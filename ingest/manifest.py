@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ingest.ann.sharded import LEGACY_FILE, ShardedIndex
 from ingest.store import RecordStore
 
@@ -99,8 +101,10 @@ def _same_file(a: Path, b: Path) -> bool:
 def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport:
     """Recompute checksums and counts of an index version and compare them with its manifest.
 
-    With ``linked_from`` (the previous version, during an update) a file that is the same inode as that version's
-    file and recorded with the same checksum there is not hashed again: it is the same bytes."""
+    Alone, it reads the whole version: every file hashed, every live row of the store hashed and counted, every
+    chunk id matched to a vector. With ``linked_from`` (the previous version, during an update) it reads only what
+    the update wrote: a file that is the same inode as that version's, recorded with the same checksum, is not hashed
+    again, and the store and vectors are checked by their change against that version (``_check_change``)."""
     report = VerifyReport(folder)
     try:
         manifest = read_manifest(folder)
@@ -128,28 +132,61 @@ def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport
     if shared_store(manifest) and not store_path(folder, manifest).exists():
         report.problems.append(f"{store_path(folder, manifest)}: the index's record store is missing")
         return report
+    prev_manifest = read_manifest(linked_from) if linked_from else None
+    vectors = open_vectors(folder, manifest)
     store = open_store(folder, manifest)
     try:
-        counts = store.counts()
-        chunk_ids = set(store.all_chunk_ids())
         if shared_store(manifest):
-            _check_store_digest(store, manifest, read_manifest(linked_from) if linked_from else None, report)
+            _check_store_digest(store, manifest, prev_manifest, report)
+        if shared_store(manifest) and prev_manifest is not None and shared_store(prev_manifest):
+            _check_change(store, vectors, manifest, linked_from, prev_manifest, report)
+        else:
+            _check_whole(store, vectors, manifest, report)
     finally:
         store.close()
-    vectors = open_vectors(folder, manifest)
-    report.checked = {**counts, "vectors": len(vectors)}
-    for key in ("records", "chunks", "deleted", "title_only", "retracted"):
-        if manifest["counts"].get(key) != counts[key]:
-            report.problems.append(f"{key}: store has {counts[key]}, manifest says {manifest['counts'].get(key)}")
-    if len(vectors) != counts["chunks"]:
-        report.problems.append(f"vectors: FAISS has {len(vectors)}, store has {counts['chunks']} chunks")
-    if len(vectors) != len(chunk_ids) or set(vectors.ids().tolist()) != chunk_ids:
-        report.problems.append("vectors: FAISS ids differ from the store's chunk ids")
     if vectors.dimension != manifest["embedding"]["dimension"]:
         report.problems.append(
             f"vectors: dimension {vectors.dimension} != manifest {manifest['embedding']['dimension']}"
         )
     return report
+
+
+COUNTED = ("records", "chunks", "deleted", "title_only", "retracted")
+
+
+def _check_whole(store: RecordStore, vectors: ShardedIndex, manifest: dict, report: VerifyReport) -> None:
+    """Every count, and every chunk id against the vectors' ids: reads the whole version."""
+    counts = store.counts()
+    chunk_ids = np.fromiter(store.all_chunk_ids(), dtype=np.int64)  # sorted by SQL
+    report.checked = {**counts, "vectors": len(vectors)}
+    for key in COUNTED:
+        if manifest["counts"].get(key) != counts[key]:
+            report.problems.append(f"{key}: store has {counts[key]}, manifest says {manifest['counts'].get(key)}")
+    if len(vectors) != counts["chunks"]:
+        report.problems.append(f"vectors: FAISS has {len(vectors)}, store has {counts['chunks']} chunks")
+    if len(vectors) != len(chunk_ids) or not np.array_equal(np.sort(vectors.ids()), chunk_ids):
+        report.problems.append("vectors: FAISS ids differ from the store's chunk ids")
+
+
+def _check_change(store: RecordStore, vectors: ShardedIndex, manifest: dict, previous: Path, prev_manifest: dict,
+                  report: VerifyReport) -> None:
+    """What an update changed, against the version it extends (itself verified when it was published): the counts
+    moved by the rows this version added and closed, and the chunks it added and closed are exactly the vectors it
+    added and deleted. Reads only the change."""
+    version = manifest["store"]["version"]
+    delta = store.count_changes(version)
+    counts = {key: prev_manifest["counts"].get(key, 0) + delta[key] for key in delta}
+    report.checked = {**counts, "vectors": len(vectors)}
+    for key in COUNTED:
+        if manifest["counts"].get(key) != counts[key]:
+            report.problems.append(f"{key}: the store's change gives {counts[key]}, manifest says "
+                                   f"{manifest['counts'].get(key)}")
+    if len(vectors) != manifest["counts"]["chunks"]:
+        report.problems.append(f"vectors: FAISS has {len(vectors)}, manifest says {manifest['counts']['chunks']} chunks")
+    added, closed = store.changed_chunk_ids(version)
+    vectors_added, vectors_deleted = vectors.changes_since(open_vectors(previous, prev_manifest))
+    if not np.array_equal(added, vectors_added) or not np.array_equal(closed, vectors_deleted):
+        report.problems.append("vectors: the chunks this version added or removed differ from its vectors' change")
 
 
 def _check_store_digest(store: RecordStore, manifest: dict, previous: dict | None, report: VerifyReport) -> None:

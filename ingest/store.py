@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     valid_to INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_pmid ON chunks(pmid);
-CREATE INDEX IF NOT EXISTS chunks_from ON chunks(valid_from);
+-- also covers chunk id -> PMID of a version (ChunkPmids, verification) without reading the chunks' text
+CREATE INDEX IF NOT EXISTS chunks_live ON chunks(valid_from, valid_to, pmid);
 CREATE INDEX IF NOT EXISTS chunks_to ON chunks(valid_to);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61');
 CREATE TABLE IF NOT EXISTS deleted (
@@ -79,6 +80,8 @@ CREATE TABLE IF NOT EXISTS deleted (
     valid_from INTEGER NOT NULL DEFAULT 0, valid_to INTEGER
 );
 CREATE INDEX IF NOT EXISTS deleted_pmid ON deleted(pmid);
+CREATE INDEX IF NOT EXISTS deleted_from ON deleted(valid_from);
+CREATE INDEX IF NOT EXISTS deleted_to ON deleted(valid_to);
 CREATE TABLE IF NOT EXISTS provenance (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,             -- file | query
@@ -92,6 +95,8 @@ CREATE TABLE IF NOT EXISTS record_sources (
     pmid TEXT NOT NULL, provenance_id INTEGER NOT NULL, valid_from INTEGER NOT NULL DEFAULT 0, valid_to INTEGER
 );
 CREATE INDEX IF NOT EXISTS record_sources_pmid ON record_sources(pmid);
+CREATE INDEX IF NOT EXISTS record_sources_from ON record_sources(valid_from);
+CREATE INDEX IF NOT EXISTS record_sources_to ON record_sources(valid_to);
 """
 
 
@@ -136,7 +141,9 @@ def upgrade(path: Path) -> None:
 
 def _schema_statements() -> list[str]:
     """The schema's CREATE statements, one by one (``executescript`` would commit the caller's transaction)."""
-    return [part.strip() for part in SCHEMA.split(";") if part.strip().startswith("CREATE")]
+    parts = ("\n".join(line for line in part.splitlines() if not line.startswith("--")).strip()
+             for part in SCHEMA.split(";"))
+    return [part for part in parts if part.startswith("CREATE")]
 
 
 def _row_hash(table: str, row: Iterable) -> int:
@@ -160,10 +167,13 @@ class RecordStore:
         if not readonly and not self.versioned:
             raise ValueError(f"{self.path}: written by an earlier release; upgrade a copy of it first "
                              "(ingest.store.upgrade)")
+        if not readonly:
+            self._new_schema()  # CREATE ... IF NOT EXISTS: a store from an earlier build gains any new index
         self.version = 0 if version is None and not readonly else version
         self.conn = self._connect()
         self._local = threading.local()
         self._visible: tuple[int | None, np.ndarray] | None = None
+        self._df: dict[str, int] = {}
 
     def _new_schema(self) -> None:
         conn = sqlite3.connect(self.path)
@@ -268,6 +278,25 @@ class RecordStore:
                 rows = [r for r in rows if not _contains(closed, r[0])][:limit]
         return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32))
 
+    def document_frequencies(self, words: list[str]) -> dict[str, int]:
+        """How many chunks hold each of ``words``, as the FTS5 index has the word (stemmed by the index's own
+        tokenizer, which a temporary FTS5 table applies to the words); counted once per word and remembered."""
+        todo = [w for w in dict.fromkeys(words) if w not in self._df]
+        if todo:
+            conn = self.reader()
+            if not getattr(self._local, "vocab", False):
+                conn.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, chunks_fts, row)")
+                conn.execute("CREATE VIRTUAL TABLE temp.words USING fts5(w, tokenize='porter unicode61')")
+                conn.execute("CREATE VIRTUAL TABLE temp.word_stems USING fts5vocab(temp, words, instance)")
+                self._local.vocab = True
+            conn.executemany("INSERT INTO temp.words (rowid, w) VALUES (?, ?)", list(enumerate(todo)))
+            stems = dict(conn.execute("SELECT doc, term FROM temp.word_stems"))
+            conn.execute("DELETE FROM temp.words")
+            for i, word in enumerate(todo):
+                row = conn.execute("SELECT doc FROM temp.vocab WHERE term = ?", (stems.get(i, word),)).fetchone()
+                self._df[word] = int(row[0]) if row else 0
+        return {w: self._df[w] for w in words}
+
     def filtered_chunk_ids(self, filters: Filters) -> np.ndarray:
         """The ids of the chunks whose records pass ``filters``."""
         where, params = self.where(filters)
@@ -352,6 +381,26 @@ class RecordStore:
             for row in self.conn.execute(f"SELECT {columns} FROM main.{table} WHERE valid_to = ?", (version,)):
                 total -= _row_hash(table, row)
         return f"{total % _DIGEST_MOD:032x}"
+
+    def count_changes(self, version: int) -> dict[str, int]:
+        """How ``version`` changed each of ``counts()``: rows it added minus rows it closed (a small read)."""
+        flags = ("COUNT(*)", "TOTAL(title_only)", "TOTAL(retracted)", "TOTAL(retraction_notice)")
+        delta = dict.fromkeys(("records", "chunks", "title_only", "retracted", "retraction_notices", "deleted"), 0)
+        for column, sign in (("valid_from", 1), ("valid_to", -1)):
+            row = self.conn.execute(f"SELECT {', '.join(flags)} FROM main.records WHERE {column} = ?",
+                                    (version,)).fetchone()
+            for key, value in zip(("records", "title_only", "retracted", "retraction_notices"), row, strict=True):
+                delta[key] += sign * int(value)
+            for key, table in (("chunks", "chunks"), ("deleted", "deleted")):
+                delta[key] += sign * int(self.conn.execute(
+                    f"SELECT COUNT(*) FROM main.{table} WHERE {column} = ?", (version,)).fetchone()[0])
+        return delta
+
+    def changed_chunk_ids(self, version: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids of the chunks version added, ids of those it closed)``, sorted."""
+        return tuple(np.array([r[0] for r in self.conn.execute(
+            f"SELECT chunk_id FROM main.chunks WHERE {column} = ? ORDER BY chunk_id", (version,))], dtype=np.int64)
+            for column in ("valid_from", "valid_to"))
 
     def changed(self, version: int) -> dict[str, int]:
         """How many records and chunks ``version`` added and closed."""

@@ -105,6 +105,9 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(10, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
     bm25_weight: float = Field(1.25, ge=0, description="RRF weight of the BM25 ranking.")
+    bm25_max_df: float = Field(1.0, gt=0, le=1, description="BM25: leave out question words found in more than this "
+                               "share of chunks (keeping the 2 rarest); bounds OR-queries at scale (1 = keep all; "
+                               "docs/scale.md).")
     prf_docs: int = Field(0, ge=0, description="Hybrid: dense pseudo-relevance feedback from this many top fused records "
                           "(their mean vector added to the query for a second dense search; 0 = off).")
     prf_weight: float = Field(1.0, ge=0, description="Weight of the feedback records' mean vector and RRF weight of "

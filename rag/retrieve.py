@@ -46,10 +46,29 @@ _STOP = frozenset(
 )
 
 
-def fts_query(text: str) -> str:
+def query_words(text: str) -> list[str]:
+    """The question's words BM25 searches for: lower-cased, no stop words, each once."""
+    return list(dict.fromkeys(w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1))
+
+
+def fts_query(text: str | list[str]) -> str:
     """An FTS5 OR-query of the question's words (quoted, so no word is read as FTS syntax)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1]
-    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
+    words = query_words(text) if isinstance(text, str) else text
+    return " OR ".join(f'"{w}"' for w in words)
+
+
+def bounded_words(words: list[str], frequencies: dict[str, int], chunks: int, max_df: float,
+                  keep: int = 2) -> list[str]:
+    """``words`` without those found in more than ``max_df`` of the ``chunks`` (their posting lists are what makes
+    an OR-query slow, and their BM25 weight is small), but never fewer than the ``keep`` rarest."""
+    if max_df >= 1 or len(words) <= keep:
+        return words
+    limit = max_df * chunks
+    kept = [w for w in words if frequencies[w] <= limit]
+    if len(kept) < keep:
+        rarest = set(sorted(words, key=lambda w: frequencies[w])[:keep])
+        kept = [w for w in words if w in rarest]
+    return kept
 
 
 class IndexRetriever:
@@ -76,7 +95,12 @@ class IndexRetriever:
         return self._best_per_pmid(scores, ids, limit=depth, source=source)
 
     def bm25(self, question: str, depth: int, filters: Filters) -> list[Hit]:
-        query = fts_query(question)
+        words = query_words(question)
+        if self.settings.bm25_max_df < 1 and len(words) > 2:
+            frequencies = self.index.store.document_frequencies(words)
+            words = bounded_words(words, frequencies, int(self.index.manifest["counts"]["chunks"]),
+                                  self.settings.bm25_max_df)
+        query = fts_query(words)
         if not query:
             return []
         ids, scores = self.index.store.bm25(query, depth * 3, filters)

@@ -146,6 +146,13 @@ class ShardedIndex:
         shard = Shard("legacy", inner, faiss.vector_to_array(wrapper.id_map).astype(np.int64), [], owner=wrapper)
         return cls(IndexSpec("flat"), wrapper.d, [shard], None, folder, "flat")
 
+    def changes_since(self, previous: ShardedIndex) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids in shards that ``previous`` does not have, ids deleted since it)``, sorted: what an update wrote."""
+        known = {s.name for s in previous.shards}
+        new = [np.asarray(s.ids) for s in self.shards if s.name not in known]
+        added = np.sort(np.concatenate(new)) if new else np.zeros(0, dtype=np.int64)
+        return added, np.setdiff1d(self._deleted, previous._deleted)
+
     # -- contents --------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return sum(len(s) for s in self.shards) - self._excluded + sum(len(p) for p in self._pending_ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.grading import grade
-from rag.retrieve import Filters, IndexRetriever, fts_query
+from rag.retrieve import Filters, IndexRetriever, bounded_words, fts_query, query_words
 from tests.conftest import pubmedqa_questions
 
 
@@ -68,3 +68,29 @@ def test_grading_order():
     assert grade(["Journal Article"], []) == (1, "Other / unclassified")
     assert grade(["Review"], []) == (0, "Review / editorial / letter")
     assert grade(["Journal Article", "Retraction Notice"], [])[0] == 0
+
+
+def test_document_frequencies_count_stemmed_words_like_fts5(asker):
+    store = asker.index.store
+    df = store.document_frequencies(["patients", "budesonide", "exacerbations", "zzzunseen"])
+    for word in ("patients", "budesonide", "exacerbations"):  # FTS5 stems: "patients" counts "patient" too
+        matched = store.reader().execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                                         (f'"{word}"',)).fetchone()[0]
+        assert df[word] == matched > 0
+    assert df["zzzunseen"] == 0 and df["patients"] > df["budesonide"]
+
+
+def test_bm25_leaves_out_the_commonest_words_when_bounded(asker):
+    question = "Does as-needed budesonide-formoterol reduce severe exacerbations in patients with mild asthma?"
+    words = query_words(question)
+    df = asker.index.store.document_frequencies(words)
+    chunks = asker.index.manifest["counts"]["chunks"]
+    common = {w for w in words if df[w] > 0.05 * chunks}
+    assert "patients" in common and "budesonide" not in common
+    kept = bounded_words(words, df, chunks, 0.05)
+    assert kept == [w for w in words if w not in common]
+    assert bounded_words(["patients", "with"], df | {"with": 10**6}, chunks, 0.05) == ["patients", "with"]
+    assert bounded_words(words, df, chunks, 1.0) == words
+    bounded = IndexRetriever(asker.index, asker.embedder,
+                             asker.settings.retrieval.model_copy(update={"bm25_max_df": 0.05}))
+    assert bounded.rank(question, 3, retriever="bm25")[0].pmid == "29768149"
