@@ -5,7 +5,8 @@
 Copies the evaluation index into .cache/annq/ once per type and compacts each copy to that type with the
 parameters ``auto`` or the type would get at that size (``pubmed-rag index compact NAME --index.type T``). Then the
 default hybrid retrieval (BM25 + dense, RRF) ranks 20 PMIDs for every BioASQ 7B-9B question with a gold document in
-the index, the types interleaved question by question; nDCG@10 and recall@20 against the gold PMIDs.
+the index, the types interleaved question by question; nDCG@10 and recall@20 against the gold PMIDs. Then, on the
+flat copy, BM25 alone and hybrid retrieval with BM25 bounded by document frequency (``retrieval.bm25_max_df``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--index", default="eval-bioasq-answers")
     parser.add_argument("--index-dir", type=Path, default=ROOT / "indexes")
     parser.add_argument("--n", type=int, default=0, help="evenly spaced questions (0: all)")
+    parser.add_argument("--max-df", default="0.1,0.05,0.02", help="BM25 bounds to compare ('' = none)")
     args = parser.parse_args()
 
     from ingest.compact import compact
@@ -80,8 +82,22 @@ def main() -> None:
                          "ndcg@10_vs_flat": round(metrics["ndcg@10"] / flat["ndcg@10"], 4),
                          "same_top10_as_flat": round(same, 4),
                          "ms_per_query": round(seconds[kind] / len(questions) * 1000, 1)}
+    bounded = {}
+    if args.max_df:  # BM25 bounded by document frequency (retrieval.bm25_max_df), on the flat copy
+        flat_index = retrievers["flat"].index
+        variants = {(v, mode): IndexRetriever(flat_index, embedder, base.retrieval.model_copy(
+            update={"bm25_max_df": v})) for v in [1.0, *map(float, args.max_df.split(","))] for mode in ("bm25", "hybrid")}
+        got = {key: [] for key in variants}
+        for q in questions:
+            for (v, mode), retriever in variants.items():
+                got[(v, mode)].append([h.pmid for h in retriever.rank(q.text, 20, retriever=mode)])
+        for (v, mode), ranked_v in got.items():
+            metrics = retrieval_metrics(ranked_v, gold)
+            unbounded = retrieval_metrics(got[(1.0, mode)], gold)
+            bounded[f"{mode} max_df={v}"] = {**{k: round(x, 4) for k, x in metrics.items()},
+                                              "ndcg@10_vs_unbounded": round(metrics["ndcg@10"] / unbounded["ndcg@10"], 4)}
     out = {"index": args.index, "questions": len(questions), "chunks": len(retrievers["flat"].index.vectors),
-           "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]), "results": results}
+           "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]), "results": results, "bm25_bounded": bounded}
     (CACHE / "results.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
 

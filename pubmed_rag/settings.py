@@ -105,9 +105,12 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(10, ge=1, description="Reciprocal rank fusion constant.")
     dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense ranking.")
     bm25_weight: float = Field(1.25, ge=0, description="RRF weight of the BM25 ranking.")
-    bm25_max_df: float = Field(1.0, gt=0, le=1, description="BM25: leave out question words found in more than this "
-                               "share of chunks (keeping the 2 rarest); bounds OR-queries at scale (1 = keep all; "
+    bm25_max_df: float = Field(0.05, gt=0, le=1, description="BM25: leave out question words found in more than "
+                               "this share of chunks (keeping the 2 rarest), on indexes of at least bm25_bound_above "
+                               "chunks: 4.7x faster at 1M records, BioASQ nDCG@10 unchanged (1 = keep all; "
                                "docs/scale.md).")
+    bm25_bound_above: int = Field(200_000, ge=0, description="BM25: chunks from which bm25_max_df applies (0 = any "
+                                  "size; below it every word is searched).")
     prf_docs: int = Field(0, ge=0, description="Hybrid: dense pseudo-relevance feedback from this many top fused records "
                           "(their mean vector added to the query for a second dense search; 0 = off).")
     prf_weight: float = Field(1.0, ge=0, description="Weight of the feedback records' mean vector and RRF weight of "

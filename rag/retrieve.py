@@ -96,9 +96,9 @@ class IndexRetriever:
 
     def bm25(self, question: str, depth: int, filters: Filters) -> list[Hit]:
         words = query_words(question)
-        if self.settings.bm25_max_df < 1 and len(words) > 2:
-            frequencies = self.index.store.document_frequencies(words)
-            words = bounded_words(words, frequencies, int(self.index.manifest["counts"]["chunks"]),
+        chunks = int(self.index.manifest["counts"]["chunks"])
+        if self.settings.bm25_max_df < 1 and len(words) > 2 and chunks >= self.settings.bm25_bound_above:
+            words = bounded_words(words, self.index.store.document_frequencies(words), chunks,
                                   self.settings.bm25_max_df)
         query = fts_query(words)
         if not query:

@@ -92,5 +92,6 @@ def test_bm25_leaves_out_the_commonest_words_when_bounded(asker):
     assert bounded_words(["patients", "with"], df | {"with": 10**6}, chunks, 0.05) == ["patients", "with"]
     assert bounded_words(words, df, chunks, 1.0) == words
     bounded = IndexRetriever(asker.index, asker.embedder,
-                             asker.settings.retrieval.model_copy(update={"bm25_max_df": 0.05}))
+                             asker.settings.retrieval.model_copy(update={"bm25_max_df": 0.05, "bm25_bound_above": 0}))
     assert bounded.rank(question, 3, retriever="bm25")[0].pmid == "29768149"
+    assert asker.settings.retrieval.bm25_bound_above > chunks  # by default a small index searches every word
