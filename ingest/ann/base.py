@@ -31,7 +31,7 @@ class IndexSpec:
     ef_construction: int = 40
     nprobe: int = 128
     ef_search: int = 1536
-    refine: int = 32
+    refine: int = 128
     train_size: int = 0
 
     def to_dict(self) -> dict:
