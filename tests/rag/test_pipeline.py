@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from ingest.index import current_folder
+from ingest.manifest import read_manifest, store_path
 from pubmed_rag.types import ABSTAIN_TEXT, Answer
 from rag.findings import echoes
 from rag.pipeline import Asker, QuestionError
@@ -53,8 +54,8 @@ def test_a_question_the_index_cannot_answer_abstains(asker):
 
 def test_an_index_built_before_section_categories_still_answers(small_settings, embedder, generator_cache):
     """Records stored without ``categories`` (the previous release's form) give findings from their labels."""
-    store = current_folder(small_settings.paths.index_dir, "small") / "store.sqlite"
-    with sqlite3.connect(store) as conn:
+    folder = current_folder(small_settings.paths.index_dir, "small")
+    with sqlite3.connect(store_path(folder, read_manifest(folder))) as conn:
         rows = conn.execute("SELECT pmid, data FROM records").fetchall()
         for pmid, data in rows:
             record = json.loads(data)
