@@ -1,7 +1,8 @@
 """Models trained here, on a CPU, from the shared data: one training loop and one way to ship, several tasks.
 
 A task builds ``Example`` pairs and calls ``train_cross_encoder`` (a sentence-transformers ``CrossEncoder``
-initialised from the installed all-MiniLM-L6-v2 weights) and ``ship`` (fp16 safetensors and a model card). Tasks are
+initialised from the installed all-MiniLM-L6-v2 weights) and ``ship`` (the change from the base weights, int8, and a
+model card). Tasks are
 listed in ``TASKS``; ``pubmed-rag train <task>`` runs one.
 """
 
@@ -154,20 +155,22 @@ def train_cross_encoder(examples: list[Example], labels: list[str], config: Trai
 
 
 def ship(model: Any, out_dir: Path, card: str, metadata: dict[str, Any]) -> Path:
-    """Write ``model`` to ``out_dir`` as fp16 safetensors with ``card`` as its README.md and ``metadata`` as
-    training.json (data, command, seed, metrics). Returns the folder."""
-    import torch
+    """Write ``model`` to ``out_dir`` in the compact form (``rag.cross_encoder.pack_trained``: what training changed,
+    as int8 differences from the base weights), with its config and tokenizer, ``card`` as its README.md and
+    ``metadata`` as training.json (data, command, seed, metrics). Returns the folder."""
+    from rag.cross_encoder import TRAINED_FILE, pack_trained
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.transformers_model.to(torch.float16)
-    try:
-        model.save_pretrained(str(out_dir))
-    finally:
-        model.transformers_model.to(torch.float32)
+    model.save_pretrained(str(out_dir))
+    (out_dir / "model.safetensors").unlink()  # the full weights: only the change is shipped
+    # Rounded to fp16 first, as the weights were shipped before: float32's last bits differ between runs (thread
+    # scheduling), fp16 hides that, so the same seed still ships the same bytes.
+    state = {k: v.detach().cpu().half().float().numpy() for k, v in model.transformers_model.state_dict().items()}
+    pack_trained(state, out_dir / TRAINED_FILE)
     (out_dir / "README.md").write_text(card, encoding="utf-8")
     # The loader checks this checksum, so a damaged weights file is reported instead of silently mis-scoring.
-    metadata = {**metadata, "sha256": hashlib.sha256((out_dir / "model.safetensors").read_bytes()).hexdigest()}
+    metadata = {**metadata, "sha256": hashlib.sha256((out_dir / TRAINED_FILE).read_bytes()).hexdigest()}
     (out_dir / "training.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir
 

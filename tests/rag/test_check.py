@@ -52,7 +52,7 @@ def test_check_cli_text_names_verdict_reason_and_sentence(small_index_dir, capsy
 def test_check_cli_corrupted_verifier_names_the_fallback(small_index_dir, tmp_path, capsys):
     broken = tmp_path / "verifier"
     broken.mkdir()
-    (broken / "model.safetensors").write_bytes(b"\0" * 100)
+    (broken / "trained.safetensors").write_bytes(b"\0" * 100)
     common = ["check", "--claim", CLAIM, "--pmid", "29768149", "--index", "small", "--paths.index_dir",
               str(small_index_dir), "--verify.model", str(broken)]
     assert main(common) == 1

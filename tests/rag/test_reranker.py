@@ -35,7 +35,7 @@ def test_shipped_reranker_loads_offline_and_ranks_the_exacerbation_result_above_
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     record = json.loads((SHIPPED / "training.json").read_text())
     assert record["task"] == "reranker" and record["labels"] == ["not relevant", "relevant"]
-    assert (SHIPPED / "model.safetensors").stat().st_size < 50e6
+    assert (SHIPPED / "trained.safetensors").stat().st_size < 10e6
     model = load_reranker(str(SHIPPED))
     methods = [s.text for s in sygma if s.category == "METHODS"]
     exacerbation = next(s.text for s in sygma if s.text.startswith("The annual rate of severe exacerbations"))
@@ -75,7 +75,7 @@ def test_missing_or_corrupt_weights_keep_the_previous_ranking_with_a_warning(dam
 
     folder = tmp_path / "reranker"
     shutil.copytree(SHIPPED, folder)
-    weights = folder / "model.safetensors"
+    weights = folder / "trained.safetensors"
     if damage == "missing":
         weights.unlink()
     else:

@@ -73,13 +73,13 @@ def test_shipped_weights_load_offline(monkeypatch):
     model = load_verifier(str(SHIPPED))  # load time is measured in docs/evaluation.md, not asserted here
     assert model.transformers_model.config.id2label[1] == "contradicted"
     assert (SHIPPED / "README.md").read_text().startswith("# pubmed-rag citation verifier")
-    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 50e6
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 10e6
 
 
 def test_corrupted_or_missing_weights_name_the_cosine_fallback(embedder, tmp_path):
     broken = tmp_path / "verifier"
     shutil.copytree(SHIPPED, broken)
-    weights = broken / "model.safetensors"
+    weights = broken / "trained.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = b"\0" * 64
     weights.write_bytes(bytes(data))
