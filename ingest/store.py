@@ -285,9 +285,9 @@ class RecordStore:
         if todo:
             conn = self.reader()
             if not getattr(self._local, "vocab", False):
-                conn.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, chunks_fts, row)")
-                conn.execute("CREATE VIRTUAL TABLE temp.words USING fts5(w, tokenize='porter unicode61')")
-                conn.execute("CREATE VIRTUAL TABLE temp.word_stems USING fts5vocab(temp, words, instance)")
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, chunks_fts, row)")
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.words USING fts5(w, tokenize='porter unicode61')")
+                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.word_stems USING fts5vocab(temp, words, instance)")
                 self._local.vocab = True
             conn.executemany("INSERT INTO temp.words (rowid, w) VALUES (?, ?)", list(enumerate(todo)))
             stems = dict(conn.execute("SELECT doc, term FROM temp.word_stems"))
