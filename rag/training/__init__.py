@@ -94,8 +94,9 @@ def _batches(examples: list[Example], size: int, rng: random.Random, lengths: li
 
 def train_cross_encoder(examples: list[Example], labels: list[str], config: TrainConfig,
                         base: str | None = None, progress: Callable[[int, int, float], None] | None = None) -> Any:
-    """Fine-tune a ``CrossEncoder`` with ``len(labels)`` outputs on ``examples``; seeded and deterministic on one
-    machine. ``progress(step, steps, loss)`` is called after each step. Returns ``(model, TrainResult)``."""
+    """Fine-tune a ``CrossEncoder`` with ``len(labels)`` outputs on ``examples``; seeded: the same examples, batches,
+    dropout masks and losses on every run, and the same weights up to float32's last bits (bit for bit on most CPUs;
+    not on every one). ``progress(step, steps, loss)`` is called after each step. Returns ``(model, TrainResult)``."""
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -164,8 +165,8 @@ def ship(model: Any, out_dir: Path, card: str, metadata: dict[str, Any]) -> Path
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     (out_dir / "model.safetensors").unlink()  # the full weights: only the change is shipped
-    # Rounded to fp16 first, as the weights were shipped before: float32's last bits differ between runs (thread
-    # scheduling), fp16 hides that, so the same seed still ships the same bytes.
+    # Rounded to fp16 first, as the weights were shipped before: float32's last bits can differ between runs (thread
+    # scheduling; some CPUs' kernels even with one thread), and fp16 hides most of that.
     state = {k: v.detach().cpu().half().float().numpy() for k, v in model.transformers_model.state_dict().items()}
     pack_trained(state, out_dir / TRAINED_FILE)
     (out_dir / "README.md").write_text(card, encoding="utf-8")

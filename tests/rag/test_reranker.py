@@ -17,7 +17,7 @@ from rag.sentence_scorers import finding_extractor
 from rag.sentence_scorers.reranker import RerankerSentenceScorer
 from rag.training.reranker import RELEVANT, build_examples, corpus_ranker, held_out_pmids, snippet_sentences
 from tests.conftest import XML
-from tests.rag.test_training import DATA, needs_data, train_tiny_twice
+from tests.rag.test_training import DATA, assert_same_training, needs_data, train_tiny_twice
 
 FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
 
@@ -123,4 +123,4 @@ def test_train_reranker_tiny_slice_is_deterministic(tmp_path, capsys, monkeypatc
     assert a["negatives_from"] == "the shared corpus, by shared words"
     assert set(a["by_source"]) >= {"snippet-sentence", "retrieved-sentence", "pubmedqa-conclusion",
                                    "pubmedqa-background-methods"}
-    assert a["sha256"] == b["sha256"]  # same seed, same slice: the same weights, byte for byte
+    assert_same_training(a, b)

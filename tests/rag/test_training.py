@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
+from rag.cross_encoder import TRAINED_FILE, unpack_trained
 from rag.training.verifier import (
     CONTRADICTED,
     NEI,
@@ -46,25 +48,55 @@ def test_examples_cover_every_source_with_three_labels():
     assert examples == build_examples(DATA, seed=13, limit=3)
 
 
+def train_tiny(task: str, out, capsys, limit: int, seed: int = 5) -> dict:
+    """``pubmed-rag train TASK`` on a tiny slice into ``out``; its training.json plus the model card and the rebuilt
+    weights (checked for the summary, the seed and the card on the way)."""
+    code = main(["train", task, "--data", str(DATA), "--out", str(out), "--limit", str(limit), "--seed", str(seed),
+                 "--max-length", "48", "--no-eval"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["task"] == task and summary["examples"] > 10 and summary["out"] == str(out)
+    record = json.loads((out / "training.json").read_text())
+    assert record["config"]["seed"] == seed and (out / "README.md").read_text().startswith("# pubmed-rag ")
+    return {**record, "card": (out / "README.md").read_text(), "weights": unpack_trained(out / TRAINED_FILE)}
+
+
 def train_tiny_twice(task: str, root, capsys, limit: int = 2) -> list[dict]:
-    """``pubmed-rag train TASK`` on a tiny slice, twice with the same seed; each run's training.json (checked for
-    the summary, the seed and the model card on the way)."""
-    records = []
-    for name in ("a", "b"):
-        out = root / name
-        code = main(["train", task, "--data", str(DATA), "--out", str(out), "--limit", str(limit), "--seed", "5",
-                     "--max-length", "48", "--no-eval"])
-        assert code == 0
-        summary = json.loads(capsys.readouterr().out)
-        assert summary["task"] == task and summary["examples"] > 10 and summary["out"] == str(out)
-        record = json.loads((out / "training.json").read_text())
-        assert record["config"]["seed"] == 5 and (out / "README.md").read_text().startswith("# pubmed-rag ")
-        records.append({**record, "card": (out / "README.md").read_text()})
-    return records
+    """``train_tiny`` twice with the same seed."""
+    return [train_tiny(task, root / name, capsys, limit) for name in ("a", "b")]
+
+
+def difference_ratio(a: dict, b: dict) -> float:
+    """How far run ``b``'s weights are from run ``a``'s, as a fraction of what training changed in ``a`` (its
+    distance from the installed base weights; from zero for the new classification head): norms over all tensors."""
+    from safetensors.numpy import load_file
+
+    from rag.cross_encoder import base_weights_file
+
+    assert a["weights"].keys() == b["weights"].keys()
+    base = {"bert." + k: v for k, v in load_file(str(base_weights_file())).items()}
+    apart = sum(float(np.sum((a["weights"][k] - b["weights"][k]) ** 2)) for k in a["weights"])
+    trained = sum(float(np.sum((v - base.get(k, 0.0)) ** 2)) for k, v in a["weights"].items())
+    return (apart / trained) ** 0.5
+
+
+def assert_same_training(a: dict, b: dict) -> None:
+    """Two runs with the same seed made the same examples, in the same batches, with the same losses, and shipped
+    the same weights. Byte for byte on this machine; but on the CI machine (machines of this kind differ in CPU
+    features) two runs in one process shipped different bytes with the same losses: float32's last bits differed,
+    and the fp16 and int8 rounding of the shipped form turns that into one-step differences. So the weights must be
+    the same up to 5% of what training changed; another seed is about 140% apart (the verifier's test checks that)."""
+    for key in ("task", "labels", "examples", "by_source", "steps", "config"):
+        assert a[key] == b[key], key
+    assert abs(a["final_loss"] - b["final_loss"]) <= 1e-3
+    assert difference_ratio(a, b) <= 0.05
 
 
 @needs_data
 def test_train_verifier_tiny_slice_is_deterministic(tmp_path, capsys):
     a, b = train_tiny_twice("verifier", tmp_path, capsys)
     assert a["labels"][1] == "contradicted" and a["card"].startswith("# pubmed-rag citation verifier")
-    assert a["sha256"] == b["sha256"]  # same seed, same slice: the same weights, byte for byte
+    assert_same_training(a, b)
+    # Another seed draws another head and other dropout masks: the comparison above tells it apart.
+    other = train_tiny("verifier", tmp_path / "other", capsys, limit=2, seed=6)
+    assert difference_ratio(a, other) > 0.5
