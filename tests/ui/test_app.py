@@ -117,8 +117,17 @@ def test_library_page_builds_an_index_from_a_pubmed_query(ui_env, monkeypatch):
     assert "from-query" in set(listed.dataframe[0].value["index"])
 
 
-def test_two_sessions_asking_at_once_get_their_own_answers(ui_env):
+def test_two_sessions_asking_at_once_get_their_own_answers(ui_env, monkeypatch):
     import threading
+
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import local_script_runner
+
+    # A Streamlit server compiles a page once, in one ScriptCache shared by every session; AppTest gives each run its
+    # own, and Python 3.11's compiler is not thread-safe (two pages compiled at once failed in CI with "AST
+    # constructor recursion depth mismatch"). Share one cache, as the server does.
+    shared = ScriptCache()
+    monkeypatch.setattr(local_script_runner, "ScriptCache", lambda: shared)
 
     questions = {"asthma": "Does as-needed budesonide-formoterol reduce exacerbations in mild asthma?",
                  "lace": "Do mitochondria play a role in remodelling lace plant leaves during programmed cell death?"}
