@@ -109,7 +109,8 @@ def build(kind: str, vectors: np.ndarray, folder: Path, args: argparse.Namespace
     folder.mkdir(parents=True)
     spec = resolve_spec(IndexSpec(kind, nlist=args.nlist, train_size=args.train_size, nprobe=args.nprobe,
                                   ef_search=args.ef_search, refine=args.refine, hnsw_m=args.hnsw_m,
-                                  ef_construction=args.ef_construction, pq_m=args.pq_m), len(vectors), 200_000)
+                                  ef_construction=args.ef_construction, pq_m=args.pq_m, pq_bits=args.pq_bits),
+                       len(vectors), 200_000)
     started = time.perf_counter()
     index = ShardedIndex.create(vectors.shape[1], spec)
     index.add(np.arange(len(vectors), dtype=np.int64), vectors)
@@ -223,10 +224,11 @@ def run(args: argparse.Namespace) -> None:
     results = {"n": args.n, "real": len(real), "queries": len(queries), "types": {}, "args": vars(args),
                "load_before": os.getloadavg()}
     for kind in args.types.split(","):
-        folder = work / kind
+        folder = work / (f"{kind}-{args.tag}" if args.tag else kind)
         seconds = build(kind, vectors, folder, args)
+        sweep = args.sweep or json.dumps(SWEEPS.get(kind, []))
         out = subprocess.run([sys.executable, __file__, "probe", str(folder), str(work / "queries.npy"),
-                              str(work / "truth.npy"), "--k", str(args.k), "--sweep", json.dumps(SWEEPS.get(kind, []))],
+                              str(work / "truth.npy"), "--k", str(args.k), "--sweep", sweep],
                              capture_output=True, text=True, check=True)
         row = {"build_s": seconds, "disk_mb": folder_bytes(folder) / 1e6,
                "index": json.loads((folder / "index.json").read_text())["factory"], **json.loads(out.stdout)}
@@ -234,7 +236,7 @@ def run(args: argparse.Namespace) -> None:
         results["types"][kind] = row
         print(kind, json.dumps(row), flush=True)
     results["load_after"] = os.getloadavg()
-    (work / "results.json").write_text(json.dumps(results, indent=2))
+    (work / (f"results-{args.tag}.json" if args.tag else "results.json")).write_text(json.dumps(results, indent=2))
 
 
 def main() -> None:
@@ -253,7 +255,11 @@ def main() -> None:
     r.add_argument("--ef-search", type=int, default=96)
     r.add_argument("--ef-construction", type=int, default=80)
     r.add_argument("--hnsw-m", type=int, default=32)
-    r.add_argument("--pq-m", type=int, default=48)
+    r.add_argument("--pq-m", type=int, default=96)
+    r.add_argument("--pq-bits", type=int, default=4, help="4: FAISS's fast-scan PQ")
+    r.add_argument("--tag", default="", help="suffix for the index folders and results file (keeps earlier runs)")
+    r.add_argument("--sweep", default="", help="JSON list of search overrides probed after the defaults "
+                   "(default: a per-type list)")
     r.add_argument("--refine", type=int, default=4)
     r.add_argument("--update-records", type=int, default=1000)
     r.add_argument("--chunks-per-record", type=float, default=2.0)

@@ -25,11 +25,11 @@ class IndexSpec:
 
     type: str = "flat"
     nlist: int = 0
-    pq_m: int = 48
-    pq_bits: int = 8
+    pq_m: int = 96
+    pq_bits: int = 4
     hnsw_m: int = 16
     ef_construction: int = 40
-    nprobe: int = 128
+    nprobe: int = 256
     ef_search: int = 1536
     refine: int = 128
     train_size: int = 0
@@ -74,9 +74,23 @@ class VectorIndex(Protocol):
         ...
 
 
-def read(path: Path) -> faiss.Index:
-    """Open a shard file memory-mapped and read-only."""
+def read(path: Path, vector_bytes: int = 0) -> faiss.Index:
+    """Open a shard file memory-mapped and read-only. ``vector_bytes`` (the float32 vectors the file holds) are
+    mapped and paged in as queries reach them; the part of the file before them (graph links, PQ codes, lists) is
+    read sequentially first. FAISS copies some of that part out of the mapping (fast-scan codes), one page fault at a
+    time: a cold open of a 1M-vector fast-scan shard took 0.96-0.99 s that way, 0.12-0.16 s after reading it ahead."""
+    _read_ahead(Path(path), Path(path).stat().st_size - vector_bytes)
     return faiss.read_index(str(path), READ_FLAGS)
+
+
+def _read_ahead(path: Path, length: int, block: int = 8 << 20) -> None:
+    """Bring the first ``length`` bytes of ``path`` into the page cache with sequential reads."""
+    if length <= 0:
+        return
+    buffer = bytearray(min(block, length))
+    with path.open("rb", buffering=0) as handle:
+        while length > 0 and (done := handle.readinto(buffer)):
+            length -= done
 
 
 def new_index(factory: str, dimension: int) -> faiss.Index:

@@ -1,5 +1,6 @@
 """Inverted-file indexes: ``IVF{nlist},Flat`` and ``IVF{nlist},PQ{m}x{bits},RFlat`` (product-quantised codes scanned
-first, then the best ``k * refine`` candidates re-scored exactly against the full vectors kept beside them).
+first, then the best ``k * refine`` candidates re-scored exactly against the full vectors kept beside them). With
+4-bit codes the PQ is FAISS's fast-scan form (``PQ{m}x4fs``: codes scanned with SIMD lookup tables in registers).
 
 The coarse quantiser and PQ codebooks are trained on a random sample of the vectors being indexed; the trained empty
 index is kept with the index (``trained.faiss``) so an update's new shard shares the same lists without retraining.
@@ -62,10 +63,11 @@ class IVFFlatIndex(_IVF):
 
 
 class IVFPQIndex(_IVF):
-    """IVF over PQ codes (``pq_m`` bytes a vector at 8 bits), exact re-ranking of ``k * refine`` candidates."""
+    """IVF over PQ codes (``pq_m * pq_bits / 8`` bytes a vector), exact re-ranking of ``k * refine`` candidates."""
 
     def factory_string(self, spec: IndexSpec) -> str:
-        return f"IVF{spec.nlist},PQ{spec.pq_m}x{spec.pq_bits},RFlat"
+        fast_scan = "fs" if spec.pq_bits == 4 else ""
+        return f"IVF{spec.nlist},PQ{spec.pq_m}x{spec.pq_bits}{fast_scan},RFlat"
 
     def search_params(self, spec: IndexSpec, selector: faiss.IDSelector | None, widen: int) -> faiss.SearchParameters:
         base = self._ivf_params(spec, selector, widen)

@@ -127,7 +127,8 @@ class ShardedIndex:
         for entry in section["shards"]:
             faiss_file = folder / SHARDS_DIR / f"{entry['name']}.faiss"
             ids_file = folder / SHARDS_DIR / f"{entry['name']}.ids.npy"
-            shards.append(Shard(entry["name"], read(faiss_file), np.load(ids_file, mmap_mode="r"), [faiss_file, ids_file]))
+            index = read(faiss_file, int(entry["count"]) * int(section["dimension"]) * 4)
+            shards.append(Shard(entry["name"], index, np.load(ids_file, mmap_mode="r"), [faiss_file, ids_file]))
         deleted = np.load(folder / DELETED_FILE) if (folder / DELETED_FILE).exists() else None
         return cls(spec, section["dimension"], shards, deleted, folder, section.get("requested"),
                    section.get("flat_below", 200_000), exact_below)

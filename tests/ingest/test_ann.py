@@ -22,19 +22,25 @@ from ingest.store import RECORD_COLUMNS
 from pubmed_rag.records import Deletion
 from tests.conftest import XML
 
-# Small parameters so every type really is that type at ~300 chunks (IVF with 4 lists, PQ 16 x 4 bits).
+# Small parameters so every type really is that type at ~300 chunks (IVF with 4 lists; PQ 16 x 4 bits, FAISS's
+# fast-scan form, or 16 x 8 bits). Keyed by a label; the type is the label's first word.
 TYPES = {
     "flat": {},
     "ivfflat": {"index.nlist": 4, "index.nprobe": 2},
     "ivfpq": {"index.nlist": 4, "index.nprobe": 4, "index.pq_m": 16, "index.pq_bits": 4, "index.refine": 8},
+    "ivfpq 8-bit": {"index.nlist": 4, "index.nprobe": 4, "index.pq_m": 16, "index.pq_bits": 8, "index.refine": 8},
     "hnsw": {"index.hnsw_m": 8, "index.ef_construction": 40, "index.ef_search": 32},
 }
+FACTORY = {"flat": "Flat", "ivfflat": "IVF4,Flat", "ivfpq": "IVF4,PQ16x4fs,RFlat", "ivfpq 8-bit": "IVF4,PQ16x8,RFlat",
+           "hnsw": "HNSW8,Flat"}
+BASE_CLASS = {"flat": "IndexFlatIP", "ivfflat": "IndexIVFFlat", "ivfpq": "IndexIVFPQFastScan",
+              "ivfpq 8-bit": "IndexIVFPQ", "hnsw": "IndexHNSWFlat"}
 
 
-def typed(small_settings, index_type: str):
+def typed(small_settings, label: str):
     settings = small_settings.model_copy(deep=True)
-    settings.index.type = index_type
-    for key, value in TYPES[index_type].items():
+    settings.index.type = label.split()[0]
+    for key, value in TYPES[label].items():
         setattr(settings.index, key.split(".")[1], value)
     return settings
 
@@ -45,9 +51,10 @@ def exact_top(index: LoadedIndex, query: np.ndarray, k: int, allowed: np.ndarray
     return ids[np.argsort(-scores, kind="stable")[:k]].tolist()
 
 
-@pytest.mark.parametrize("index_type", list(TYPES))
-def test_index_type_lifecycle(small_settings, embedder, index_type):
-    settings = typed(small_settings, index_type)
+@pytest.mark.parametrize("label", list(TYPES))
+def test_index_type_lifecycle(small_settings, embedder, label):
+    settings = typed(small_settings, label)
+    index_type = settings.index.type
     before = LoadedIndex(settings.paths.index_dir, "small")
     flat_ids = np.sort(before.vectors.ids())
     summary = compact("small", settings)
@@ -56,10 +63,11 @@ def test_index_type_lifecycle(small_settings, embedder, index_type):
     index = LoadedIndex(settings.paths.index_dir, "small")
     m = index.manifest["index"]
     assert m["type"] == index_type and m["spec"]["type"] == index_type
-    assert m["factory"] == {"flat": "Flat", "ivfflat": "IVF4,Flat", "ivfpq": "IVF4,PQ16x4,RFlat",
-                            "hnsw": "HNSW8,Flat"}[index_type]
-    assert type(index.vectors.shards[0].index).__name__ == {
-        "flat": "IndexFlatIP", "ivfflat": "IndexIVFFlat", "ivfpq": "IndexRefineFlat", "hnsw": "IndexHNSWFlat"}[index_type]
+    assert m["factory"] == FACTORY[label]
+    shard = index.vectors.shards[0].index
+    assert type(shard).__name__ == ("IndexRefineFlat" if index_type == "ivfpq" else BASE_CLASS[label])
+    if index_type == "ivfpq":
+        assert type(faiss.downcast_index(shard.base_index)).__name__ == BASE_CLASS[label]
     assert np.array_equal(np.sort(index.vectors.ids()), flat_ids)
     # The stored vectors are the exact ones (IVF-PQ keeps them for re-ranking).
     some = flat_ids[:5].tolist()
