@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py embed [--seconds 600]      # once: real sentence vectors + BioASQ query vectors
     python bench/bench_scale.py run --n 1000000 [--types flat,ivfflat,ivfpq,hnsw]
+    python bench/bench_scale.py big --n 10000000                # IVF-PQ only, the vectors streamed
 
 Vectors: the sentences of ../shared/data/corpus/abstracts.jsonl.gz embedded with all-MiniLM-L6-v2 (as many as fit in
 ``--seconds``, in a seeded random order so every source of the corpus is represented), cached under .cache/scale/.
@@ -72,16 +73,24 @@ def embed(seconds: float, batch: int = 64) -> None:
                                                       "seconds": round(time.perf_counter() - started, 1)}))
 
 
+def grown_blocks(real: np.ndarray, n: int, noise: float = 0.3, seed: int = 0, block: int = 65_536):
+    """The ``n`` vectors of ``grow`` in order, as ``(first row, rows)`` blocks of at most ``block`` rows, without
+    holding them all (the same numbers as ``grow``)."""
+    if len(real):
+        yield 0, real[: min(n, len(real))]
+    rng = np.random.default_rng(seed)
+    sigma = noise / np.sqrt(real.shape[1])
+    for start in range(len(real), n, block):
+        rows = np.arange(start, min(n, start + block))
+        part = real[rows % len(real)] + sigma * rng.standard_normal((len(rows), real.shape[1]), dtype=np.float32)
+        yield start, (part / np.linalg.norm(part, axis=1, keepdims=True)).astype(np.float32)
+
+
 def grow(real: np.ndarray, n: int, noise: float = 0.3, seed: int = 0) -> np.ndarray:
     """``n`` unit vectors: the real ones, then perturbed copies of them (module docstring)."""
     out = np.empty((n, real.shape[1]), dtype=np.float32)
-    out[: min(n, len(real))] = real[:n]
-    rng = np.random.default_rng(seed)
-    sigma = noise / np.sqrt(real.shape[1])
-    for start in range(len(real), n, 65_536):
-        rows = np.arange(start, min(n, start + 65_536))
-        part = real[rows % len(real)] + sigma * rng.standard_normal((len(rows), real.shape[1]), dtype=np.float32)
-        out[rows] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    for start, rows in grown_blocks(real, n, noise, seed):
+        out[start : start + len(rows)] = rows
     return out
 
 
@@ -239,6 +248,80 @@ def run(args: argparse.Namespace) -> None:
     (work / (f"results-{args.tag}.json" if args.tag else "results.json")).write_text(json.dumps(results, indent=2))
 
 
+def big(args: argparse.Namespace) -> None:
+    """IVF-PQ at a size whose vectors do not fit in memory twice (10M: 15.4 GB): the grown vectors are streamed into
+    one shard (the exact-vector store reserved up front, so it never reallocates) and into a running exact top-k,
+    then probed like ``run``'s shards. The vectors are ``grow``'s; the training sample comes from the first 1M."""
+    import subprocess
+    import sys
+
+    import faiss
+
+    from ingest.ann import family, resolve_spec
+    from ingest.ann.base import IndexSpec
+    from ingest.ann.ivf import train_sample
+    from ingest.ann.sharded import DELETED_FILE, SHARDS_DIR
+
+    real = np.load(CACHE / "sentences.npy")
+    queries = np.load(CACHE / "queries.npy")
+    queries = queries[np.linspace(0, len(queries) - 1, min(args.queries, len(queries))).astype(int)]
+    work = CACHE / f"n{args.n}"
+    folder = work / (f"ivfpq-{args.tag}" if args.tag else "ivfpq")
+    (folder / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+    np.save(work / "queries.npy", queries)
+    spec = resolve_spec(IndexSpec("ivfpq", nlist=args.nlist, nprobe=args.nprobe, refine=args.refine, pq_m=args.pq_m,
+                                  pq_bits=args.pq_bits), args.n, 200_000)
+    fam = family("ivfpq")
+    dimension = real.shape[1]
+    started = time.perf_counter()
+    sample = train_sample(grow(real, min(args.n, 1_000_000)), spec)
+    index = fam.empty(spec, dimension, sample)
+    del sample
+    trained_s = time.perf_counter() - started
+    print(f"{fam.factory_string(spec)} trained in {trained_s:.0f} s", flush=True)
+    exact = faiss.downcast_index(index.refine_index)
+    exact.codes.resize(args.n * exact.code_size)  # reserve: a doubling std::vector would need 1.5-2x the memory
+    exact.codes.resize(0)
+    best_scores = np.full((len(queries), args.k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), args.k), -1, dtype=np.int64)
+    add_s = truth_s = 0.0
+    for start, rows in grown_blocks(real, args.n):
+        t = time.perf_counter()
+        index.add(rows)
+        add_s += time.perf_counter() - t
+        t = time.perf_counter()
+        scores = queries @ rows.T
+        top = np.argpartition(-scores, args.k - 1, axis=1)[:, : args.k]
+        merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, axis=1)], axis=1)
+        merged_ids = np.concatenate([best_ids, top + start], axis=1)
+        keep = np.argsort(-merged_scores, axis=1, kind="stable")[:, : args.k]
+        best_scores = np.take_along_axis(merged_scores, keep, axis=1)
+        best_ids = np.take_along_axis(merged_ids, keep, axis=1)
+        truth_s += time.perf_counter() - t
+        if (start // 65_536) % 32 == 0:
+            print(f"{start + len(rows):,} vectors added ({add_s:.0f} s adding, {truth_s:.0f} s exact search)", flush=True)
+    t = time.perf_counter()
+    faiss.write_index(index, str(folder / SHARDS_DIR / "s0001.faiss"))
+    np.save(folder / SHARDS_DIR / "s0001.ids.npy", np.arange(args.n, dtype=np.int64))
+    np.save(folder / DELETED_FILE, np.zeros(0, dtype=np.int64))
+    write_s = time.perf_counter() - t
+    del index, exact
+    np.save(work / "truth.npy", best_ids)
+    section = {"type": "ivfpq", "requested": "ivfpq", "factory": fam.factory_string(spec), "spec": spec.to_dict(),
+               "dimension": dimension, "flat_below": 200_000, "shards": [{"name": "s0001", "count": args.n}],
+               "deleted": 0, "vectors": args.n}
+    (folder / "index.json").write_text(json.dumps(section))
+    sweep = args.sweep or "[]"
+    out = subprocess.run([sys.executable, __file__, "probe", str(folder), str(work / "queries.npy"),
+                          str(work / "truth.npy"), "--k", str(args.k), "--sweep", sweep],
+                         capture_output=True, text=True, check=True)
+    row = {"n": args.n, "factory": section["factory"], "train_s": trained_s, "add_s": add_s, "write_s": write_s,
+           "exact_search_s": truth_s, "disk_mb": folder_bytes(folder) / 1e6, **json.loads(out.stdout),
+           "load": os.getloadavg()}
+    (work / (f"results-{args.tag}.json" if args.tag else "results.json")).write_text(json.dumps(row, indent=2))
+    print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -263,6 +346,17 @@ def main() -> None:
     r.add_argument("--refine", type=int, default=4)
     r.add_argument("--update-records", type=int, default=1000)
     r.add_argument("--chunks-per-record", type=float, default=2.0)
+    b = sub.add_parser("big", help="IVF-PQ only, streamed: sizes whose vectors do not fit in memory twice")
+    b.add_argument("--n", type=int, default=10_000_000)
+    b.add_argument("--k", type=int, default=10)
+    b.add_argument("--queries", type=int, default=600)
+    b.add_argument("--nlist", type=int, default=0)
+    b.add_argument("--nprobe", type=int, default=256)
+    b.add_argument("--refine", type=int, default=128)
+    b.add_argument("--pq-m", type=int, default=96)
+    b.add_argument("--pq-bits", type=int, default=4)
+    b.add_argument("--tag", default="")
+    b.add_argument("--sweep", default="")
     p = sub.add_parser("probe")
     p.add_argument("folder", type=Path)
     p.add_argument("queries", type=Path)
@@ -274,6 +368,8 @@ def main() -> None:
         embed(args.seconds)
     elif args.cmd == "run":
         run(args)
+    elif args.cmd == "big":
+        big(args)
     else:
         print(json.dumps(probe(args.folder, args.queries, args.truth, args.k, json.loads(args.sweep))))
 
