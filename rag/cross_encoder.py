@@ -65,16 +65,17 @@ def pack_trained(state: dict[str, np.ndarray], out: Path, tolerance: float = 1e-
 def unpack_trained(path: Path, error: type[Exception] = RuntimeError) -> dict[str, np.ndarray]:
     """The full float32 state dict of a model shipped by ``pack_trained``: the base weights plus its differences."""
     from safetensors import safe_open
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load, load_file
 
     base_file = base_weights_file()
     with safe_open(str(path), framework="np") as handle:
         expected = (handle.metadata() or {}).get("base_sha256")
-    if expected and _sha256(base_file) != expected:
+    base_bytes = base_file.read_bytes()  # read once: hashed, then parsed
+    if expected and hashlib.sha256(base_bytes).hexdigest() != expected:
         raise error(f"{path} was trained from other base weights than the installed {base_file}; rebuild it with "
                     "`pubmed-rag train`.")
     packed = load_file(str(path))
-    state = {_PREFIX + k: v.astype(np.float32) for k, v in load_file(str(base_file)).items()}
+    state = {_PREFIX + k: v.astype(np.float32, copy=False) for k, v in load(base_bytes).items()}
     for name, value in packed.items():
         if name.endswith(_WHOLE):
             state[name.removesuffix(_WHOLE)] = value
