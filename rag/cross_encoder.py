@@ -35,15 +35,23 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _load_base() -> tuple[Path, dict[str, np.ndarray], str]:
+    """The installed base weights: their file, their tensors and their sha256, from one read of the file."""
+    from safetensors.numpy import load
+
+    base_file = base_weights_file()
+    data = base_file.read_bytes()
+    return base_file, load(data), hashlib.sha256(data).hexdigest()
+
+
 def pack_trained(state: dict[str, np.ndarray], out: Path, tolerance: float = 1e-3) -> int:
     """Write the tensors of ``state`` (a fine-tuned ``BertFor...`` state dict, float32) that differ from the base
     weights to ``out``: int8 differences with a per-row scale, or whole where the base has no such tensor. A tensor
     whose difference is below ``tolerance`` of the base's norm (frozen: equal, or equal up to fp16 rounding) is left
     out. Returns the number of tensors written."""
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import save_file
 
-    base_file = base_weights_file()
-    base = load_file(str(base_file))
+    base_file, base, base_sha256 = _load_base()
     tensors: dict[str, np.ndarray] = {}
     for name, value in state.items():
         value = np.asarray(value, dtype=np.float32)
@@ -58,24 +66,23 @@ def pack_trained(state: dict[str, np.ndarray], out: Path, tolerance: float = 1e-
         scale = np.maximum(np.abs(rows).max(axis=1), 1e-12) / 127.0
         tensors[name] = np.round(rows / scale[:, None]).astype(np.int8).reshape(delta.shape)
         tensors[name + _SCALE] = scale.astype(np.float32)
-    save_file(tensors, str(out), metadata={"base": base_file.parent.parent.name, "base_sha256": _sha256(base_file)})
+    save_file(tensors, str(out), metadata={"base": base_file.parent.parent.name, "base_sha256": base_sha256})
     return sum(1 for n in tensors if not n.endswith(_SCALE))
 
 
 def unpack_trained(path: Path, error: type[Exception] = RuntimeError) -> dict[str, np.ndarray]:
     """The full float32 state dict of a model shipped by ``pack_trained``: the base weights plus its differences."""
     from safetensors import safe_open
-    from safetensors.numpy import load, load_file
+    from safetensors.numpy import load_file
 
-    base_file = base_weights_file()
     with safe_open(str(path), framework="np") as handle:
         expected = (handle.metadata() or {}).get("base_sha256")
-    base_bytes = base_file.read_bytes()  # read once: hashed, then parsed
-    if expected and hashlib.sha256(base_bytes).hexdigest() != expected:
+    base_file, base, base_sha256 = _load_base()
+    if expected and base_sha256 != expected:
         raise error(f"{path} was trained from other base weights than the installed {base_file}; rebuild it with "
                     "`pubmed-rag train`.")
     packed = load_file(str(path))
-    state = {_PREFIX + k: v.astype(np.float32, copy=False) for k, v in load(base_bytes).items()}
+    state = {_PREFIX + k: v.astype(np.float32, copy=False) for k, v in base.items()}
     for name, value in packed.items():
         if name.endswith(_WHOLE):
             state[name.removesuffix(_WHOLE)] = value
