@@ -136,6 +136,11 @@ class GeneratorSettings(_Section):
         DEFAULT_GENERATOR,
         description="Local model folder, GGUF file, Hugging Face id, or (openai backend) the model name.",
     )
+    adapter: str = Field(
+        "shipped", description="local backend, default model: the weights trained for the bottom line, applied to the "
+        "installed SmolLM2-135M-Instruct. 'shipped' = models/generator; '' = the base model as installed; or a folder "
+        "written by `pubmed-rag train generator`. Missing or corrupt weights fall back to the base model, with a "
+        "warning.")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
     repetition_penalty: float = Field(

@@ -165,6 +165,8 @@ class Answer(BaseModel):
     abstain_reason: str = ""
     removed_citations: list[int] = []
     redactions: list[Redaction] = Field([], description="What was removed from the question before it was sent.")
+    warnings: list[str] = Field([], description="Problems the reader should know of (the trained generator could "
+                                "not be loaded and the base model wrote the bottom line, say).")
     new_tokens: int = 0
     timings: Timings = Field(default_factory=Timings)
 

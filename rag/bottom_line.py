@@ -27,6 +27,7 @@ from pubmed_rag.types import Citation, Dropped, Finding, Sentence
 from rag.agreement import direction_reason, negated, negation_cue, numbers_reason, polarity_reason
 from rag.citations import markers, split_sentences, strip_markers
 from rag.findings import echoes
+from rag.grading import UNGRADED
 from rag.injection import neutralize
 from rag.verify import SupportScorer
 
@@ -45,6 +46,11 @@ _FORMATTING = re.compile(
 _YES_NO = re.compile(r"^\s*(yes|no)\b[\s,.;:!-]*", re.I)
 
 
+def prompt_formatting(text: str) -> bool:
+    """Whether ``text`` carries prompt formatting ("Question:", "[1] (", an option list, a design badge)."""
+    return bool(_FORMATTING.search(text))
+
+
 def strict_polarity(claim: str, evidence: str) -> str | None:
     """A generated sentence must be negated exactly when the finding it rests on is: stricter than the checker's
     rule (which needs the negated word on both sides), because a dropped sentence costs little and a flipped
@@ -56,9 +62,20 @@ def strict_polarity(claim: str, evidence: str) -> str | None:
     return f"polarity disagrees: {side} is negated ({negation_cue(text)!r}), the other is not"
 
 
+def finding_line(finding: Finding) -> str:
+    """One finding as the model reads it: ``[n]``, the quoted sentence(s), then design, year and size where known
+    ("(Randomized controlled trial, 2018, n = 3,849)")."""
+    design = finding.design if finding.design and finding.design != UNGRADED[1] else ""
+    meta = [design, str(finding.year) if finding.year else "",
+            f"n = {finding.sample_size:,}" if finding.sample_size else ""]
+    about = ", ".join(m for m in meta if m)
+    return f"[{finding.number}] {neutralize(finding.text)}" + (f" ({about})" if about else "")
+
+
 def build_prompt(question: str, findings: list[Finding]) -> str:
-    """The user prompt: the numbered findings (quoted sentences) and the question; short by design."""
-    lines = [f"[{f.number}] {neutralize(f.text)}" for f in findings]
+    """The user prompt: the numbered findings (quoted sentences with design, year and n) and the question; short by
+    design. ``pubmed-rag train generator`` trains on exactly this text."""
+    lines = [finding_line(f) for f in findings]
     return "Findings:\n" + "\n".join(lines) + f"\n\nQuestion: {question.strip()}\nWhat the studies found:"
 
 
@@ -167,7 +184,7 @@ class BottomLineChecker:
 
     def _form(self, question: str, sentence: str) -> tuple[str, str] | None:
         """A reason of form (formatting, question, echo), or ``None``."""
-        if _FORMATTING.search(sentence):
+        if prompt_formatting(sentence):
             return "prompt formatting", "contains prompt formatting or an option list"
         claim = strip_markers(sentence)
         if claim.rstrip().endswith("?"):

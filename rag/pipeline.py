@@ -144,7 +144,9 @@ class Asker:
             shown = findings[: self.settings.answer.prompt_findings]
             sent_question = self._outgoing(question, answer)
             text = yield from self._generate(BOTTOM_LINE_SYSTEM, build_prompt(sent_question, shown), timings, started,
-                                             max_new_tokens or self.settings.answer.bottom_line_tokens, STOP)
+                                             max_new_tokens or self.settings.answer.bottom_line_tokens, STOP,
+                                             citations=[f.number for f in shown])
+            answer.warnings = [w for w in [getattr(self.generator, "warning", "")] if w]
             verify_start = time.perf_counter()
             checker = BottomLineChecker(self.embedder, self.scorer, self.settings.answer, self.settings.verify,
                                         allow_yes_no=self.settings.generator.backend != "local")
@@ -171,11 +173,13 @@ class Asker:
         return sent
 
     def _generate(self, system: str, user: str, timings: Timings, started: float, max_new_tokens: int,
-                  stop: tuple[str, ...] = ()):
-        """Stream the generator's reply as ``token`` events; return the whole text."""
+                  stop: tuple[str, ...] = (), citations: list[int] | None = None):
+        """Stream the generator's reply as ``token`` events; return the whole text. ``citations``: the markers the
+        reply may use (passed to the generator only when given: the previous design's prompt has no findings)."""
         pieces: list[str] = []
         gen_start = time.perf_counter()
-        for piece in self.generator.stream(system, user, max_new_tokens, stop=stop):
+        extra = {"citations": citations} if citations else {}
+        for piece in self.generator.stream(system, user, max_new_tokens, stop=stop, **extra):
             if timings.first_token is None and piece:
                 timings.first_token = time.perf_counter() - started
             pieces.append(piece)

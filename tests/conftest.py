@@ -95,7 +95,7 @@ class FakeGenerator:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def stream(self, system: str, user: str, max_new_tokens: int, stop=()):
+    def stream(self, system: str, user: str, max_new_tokens: int, stop=(), citations=()):
         self.last_prompt = (system, user)
         for word in self.text.split(" "):
             yield word + " "

@@ -33,9 +33,16 @@ def test_ask_json_and_unknown_index(small_index_dir, generator_cache):
     assert data["findings"][0]["pmid"] == q["pmid"] and data["findings"][0]["sentences"]
 
     text = run("ask", q["question"], "--index", "small", "--k", "2", "--max-new-tokens", "24", *common)
-    assert text.returncode == 0 and text.stdout.index("Bottom line") < text.stdout.index("Key findings") < \
+    # Findings first: printed as soon as they exist, the checked bottom line after them.
+    assert text.returncode == 0 and text.stdout.index("Key findings") < text.stdout.index("Bottom line") < \
         text.stdout.index("References")
+    assert text.stdout.count("Key findings") == 1
     assert f"PMID {q['pmid']}" in text.stdout and "https://pubmed.ncbi.nlm.nih.gov/" in text.stdout
+
+    missing = run("ask", q["question"], "--index", "small", "--k", "2", "--max-new-tokens", "8",
+                  "--generator.adapter", "/nonexistent/generator", *common)
+    assert missing.returncode == 0 and "warning: the trained generator could not be loaded" in missing.stderr
+    assert "/nonexistent/generator/adapter.safetensors" in missing.stderr
 
     bad = run("ask", "anything", "--index", "nope", *common)
     assert bad.returncode == 1 and "unknown index 'nope'" in bad.stderr

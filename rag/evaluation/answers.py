@@ -8,6 +8,10 @@ from collections.abc import Callable, Iterable
 from rag.evaluation.metrics import rouge
 
 ANSWER_SETTINGS = ("default", "findings-only", "generated", "lead")
+# The default answer with another generator configuration, on the same evidence: ``base-generator`` is the installed
+# SmolLM2-135M-Instruct without the weights trained for the bottom line.
+GENERATOR_SETTINGS = {"base-generator": {"adapter": ""}}
+_BOTTOM_LINE = ("default", *GENERATOR_SETTINGS)
 # Findings only, with the key-finding sentences scored by this ``answer.sentence_scorer`` whatever the settings say.
 SCORER_SETTINGS = {"findings-cosine": "cosine", "findings-reranker": "reranker"}
 
@@ -20,8 +24,10 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
     ``default`` (key findings and the checked bottom line), ``findings-only`` (no generation), ``generated`` (the
     previous design: the model writes the answer from the passages) and ``lead`` (the first sentence of each of the
     top 3 records); ``findings-cosine`` and ``findings-reranker`` are ``findings-only`` with the key-finding sentences
-    scored by that ``answer.sentence_scorer``. The scored text is ``Answer.summary(answer.summary_findings)``; for
-    ``generated`` the verified sentences, for ``lead`` the 3 sentences.
+    scored by that ``answer.sentence_scorer``; ``base-generator`` is ``default`` with the base model writing the
+    bottom line instead of the trained one (``GENERATOR_SETTINGS``). The scored text is
+    ``Answer.summary(answer.summary_findings)``; for ``generated`` the verified sentences, for ``lead`` the 3
+    sentences.
 
     Per setting: ROUGE-2 and ROUGE-SU4 F1 (best over the references), abstention when a gold document is among the
     evidence, the share of shown sentences that echo the question, bottom-line survival and drop reasons, latency.
@@ -43,11 +49,19 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
 
             answer_settings = asker.settings.answer.model_copy(update={"sentence_scorer": SCORER_SETTINGS[s]})
             extractors[s] = finding_extractor(answer_settings, asker.embedder)
-    configured = asker.findings
+    from rag.generation import load_generator
+
+    generators = {s: asker.generator for s in settings}
+    for s in settings:
+        if s in GENERATOR_SETTINGS:
+            generators[s] = load_generator(asker.settings.generator.model_copy(update=GENERATOR_SETTINGS[s]),
+                                           asker.settings.paths.cache_dir)
+    configured, configured_generator = asker.findings, asker.generator
     for q in questions:
         for setting in settings:
             started = time.perf_counter()
             asker.findings = extractors[setting]
+            asker._generator = generators[setting]
             if setting == "lead":
                 evidence = asker.retriever.search(q["body"], asker.settings.retrieval.k)
                 firsts = [abstract_sentences([tuple(s) for s in e.sections] or [("", "", e.abstract)]) for e in evidence]
@@ -68,12 +82,13 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
                    "gold_in_evidence": gold_in, "abstained": bool(answer and answer.abstained),
                    "shown_sentences": len(shown), "echoes": echoes}
             if answer is not None:
+                row.update(findings_seconds=answer.timings.findings, model=answer.model)
                 row.update(bottom_line=[s.text for s in answer.bottom_line], abstain_reason=answer.abstain_reason,
                            dropped=[(d.text, d.reason) for d in answer.dropped], pmids=[e.pmid for e in evidence],
                            findings=[f.model_dump(include={"number", "pmid", "sentences", "design", "year",
                                                            "sample_size", "section"}) for f in answer.findings])
             rows[setting].append(row)
-        asker.findings = configured
+        asker.findings, asker._generator = configured, configured_generator
         if progress:
             progress(1)
     out: dict = {}
@@ -89,26 +104,43 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
             "echo_share": round(sum(len(r["echoes"]) for r in rs) / max(1, shown), 4),
             "p50_s": round(float(np.median([r["seconds"] for r in rs])), 3),
         }
-        if setting == "default":
+        if any("findings_seconds" in r for r in rs):
+            summary["findings_p50_s"] = round(float(np.median([r.get("findings_seconds", 0.0) for r in rs])), 3)
+        if setting in _BOTTOM_LINE:
+            summary["model"] = next((r["model"] for r in rs if r.get("model")), "")
             generated = [r for r in rs if not r["abstained"]]
             summary["bottom_line_survival"] = round(
                 sum(bool(r["bottom_line"]) for r in generated) / max(1, len(generated)), 4)
+            summary["bottom_line_shown_of_all"] = round(sum(bool(r["bottom_line"]) for r in rs) / max(1, len(rs)), 4)
             summary["drop_reasons"] = dict(Counter(reason for r in rs for _, reason in r["dropped"]).most_common())
+            summary["shown_with_echo_or_leak"] = sum(
+                1 for r in rs for text in r["bottom_line"] if r["echoes"] and text in r["echoes"] or _leak(text))
         out[setting] = {**summary, "per_question": rs}
     return out
 
 
+def _leak(text: str) -> bool:
+    """Whether a shown sentence carries prompt text (the checks should make this impossible; evaluation counts it)."""
+    from rag.bottom_line import prompt_formatting
+
+    return prompt_formatting(text) or "What the studies found" in text
+
+
 def answers_table(results: dict) -> str:
-    """A markdown table of ``evaluate_answers``' summaries."""
-    lines = ["| setting | n | ROUGE-2 | ROUGE-SU4 | abstained with gold evidence | echo share | bottom line survival "
-             "| p50 |", "|---|---|---|---|---|---|---|---|"]
+    """A markdown table of ``evaluate_answers``' summaries, and the drop reasons of each bottom-line setting."""
+    lines = ["| setting | n | ROUGE-2 | ROUGE-SU4 | abstained with gold evidence | echo share | bottom line shown "
+             "| findings p50 | p50 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         survival = f"{r['bottom_line_survival']:.1%}" if "bottom_line_survival" in r else "-"
+        findings = f"{r['findings_p50_s']:.2f} s" if "findings_p50_s" in r else "-"
         lines.append(f"| {name} | {r['n']} | {r['rouge2']:.4f} | {r['su4']:.4f} | {r['abstained_with_gold']:.1%} "
-                     f"({r['gold_in_evidence']} with gold) | {r['echo_share']:.1%} | {survival} | {r['p50_s']:.2f} s |")
-    reasons = next((r["drop_reasons"] for r in results.values() if "drop_reasons" in r), None)
-    if reasons is not None:
-        lines.append("")
-        lines.append("Dropped bottom-line sentences by reason: "
-                     + (", ".join(f"{k} {v}" for k, v in reasons.items()) or "none"))
+                     f"({r['gold_in_evidence']} with gold) | {r['echo_share']:.1%} | {survival} | {findings} "
+                     f"| {r['p50_s']:.2f} s |")
+    for name, r in results.items():
+        if "drop_reasons" in r:
+            lines.append("")
+            lines.append(f"{name} ({r.get('model', '')}): dropped bottom-line sentences by reason: "
+                         + (", ".join(f"{k} {v}" for k, v in r["drop_reasons"].items()) or "none")
+                         + f"; shown sentences echoing the question or carrying prompt text: "
+                         f"{r['shown_with_echo_or_leak']}")
     return "\n".join(lines)

@@ -26,7 +26,8 @@ def _local(settings_json: str, cache_dir: str) -> Generator:
 def load_generator(settings: GeneratorSettings, cache_dir: Path) -> Generator:
     """The configured backend; the local model is loaded once per configuration per process."""
     if settings.backend == "local":
-        relevant = settings.model_dump(include={"model", "precision", "threads", "temperature", "repetition_penalty"})
+        relevant = settings.model_dump(include={"model", "adapter", "precision", "threads", "temperature",
+                                                "repetition_penalty"})
         return _local(GeneratorSettings(**relevant).model_dump_json(), str(cache_dir))
     if settings.backend == "openai":
         from rag.generation.openai import OpenAIGenerator

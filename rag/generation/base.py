@@ -11,12 +11,16 @@ class Generator(Protocol):
     """Streams the answer to a chat prompt, piece of text by piece of text.
 
     ``stop``: strings that end the reply (the text before the first one is all that is streamed, give or take the
-    piece that contained it).
+    piece that contained it). ``citations``: the ``[n]`` markers the reply may contain; a backend that can constrain
+    decoding keeps to them, another may ignore them (the bottom-line checks remove markers to anything else).
+    A backend may also have a ``warning`` attribute: a problem to show with every answer (the local backend's
+    trained weights could not be loaded, say).
     """
 
     name: str
 
-    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]: ...
+    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = (),
+               citations: Sequence[int] = ()) -> Iterator[str]: ...
 
 
 @runtime_checkable

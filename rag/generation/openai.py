@@ -57,7 +57,9 @@ class OpenAIGenerator:
         except (URLError, TimeoutError) as exc:
             raise GeneratorError(f"{self.url}: no answer ({exc}); check generator.base_url") from exc
 
-    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Iterator[str]:
+    def stream(self, system: str, user: str, max_new_tokens: int, stop: Sequence[str] = (),
+               citations: Sequence[int] = ()) -> Iterator[str]:
+        """Chat Completions cannot constrain markers: ``citations`` is left to the bottom-line checks."""
         body = {"model": self.settings.model, "max_tokens": max_new_tokens, "temperature": self.settings.temperature,
                 "stream": self.settings.stream,
                 "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}

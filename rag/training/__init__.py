@@ -1,9 +1,10 @@
 """Models trained here, on a CPU, from the shared data: one training loop and one way to ship, several tasks.
 
-A task builds ``Example`` pairs and calls ``train_cross_encoder`` (a sentence-transformers ``CrossEncoder``
-initialised from the installed all-MiniLM-L6-v2 weights) and ``ship`` (the change from the base weights, int8, and a
-model card). Tasks are
-listed in ``TASKS``; ``pubmed-rag train <task>`` runs one.
+The cross-encoder tasks (verifier, reranker) build ``Example`` pairs and call ``train_cross_encoder`` (a
+sentence-transformers ``CrossEncoder`` initialised from the installed all-MiniLM-L6-v2 weights) and ``ship`` (the
+change from the base weights, int8, and a model card); the generator task (``rag.training.generator``) fine-tunes
+SmolLM2-135M-Instruct with LoRA and ships the adapter. Tasks are listed in ``TASKS``; ``pubmed-rag train <task>``
+runs one.
 """
 
 from __future__ import annotations
@@ -218,4 +219,11 @@ def _train_reranker(**kwargs: Any) -> dict[str, Any]:
     return train_reranker(**kwargs)
 
 
-TASKS: dict[str, Callable[..., dict[str, Any]]] = {"verifier": _train_verifier, "reranker": _train_reranker}
+def _train_generator(**kwargs: Any) -> dict[str, Any]:
+    from rag.training.generator import train_generator
+
+    return train_generator(**kwargs)
+
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {"verifier": _train_verifier, "reranker": _train_reranker,
+                                                    "generator": _train_generator}

@@ -25,7 +25,7 @@ class ScriptedBackend:
     def __init__(self, settings: GeneratorSettings) -> None:
         self.name = f"scripted:{settings.model}"
 
-    def stream(self, system, user, max_new_tokens, stop=()):
+    def stream(self, system, user, max_new_tokens, stop=(), citations=()):
         yield from (word + " " for word in REPLY.split(" "))
 
 

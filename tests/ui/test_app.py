@@ -50,6 +50,19 @@ def test_ask_page_answers_with_evidence_and_filters_change_it(ui_env):
     assert all("2026" in m.value for m in at.markdown if m.value.startswith(":blue-badge["))
 
 
+def test_ask_page_shows_findings_first_and_warns_when_the_trained_generator_is_missing(ui_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("PUBMED_RAG_GENERATOR__ADAPTER", str(tmp_path / "no-such-generator"))
+    at = AppTest.from_file(str(PAGES / "ask.py"), default_timeout=600)
+    at.run()
+    at.text_area(key="question").input("Does as-needed budesonide-formoterol reduce exacerbations in mild asthma?")
+    at.button[0].click().run()
+    assert not at.exception
+    warning = next(w.value for w in at.warning if "trained generator could not be loaded" in w.value)
+    assert "no-such-generator" in warning and "the base model writes the bottom line" in warning
+    headers = [s.value for s in at.subheader]
+    assert headers.index("Key findings") < headers.index("Bottom line") < headers.index("Evidence")
+
+
 def test_title_with_script_tag_is_shown_as_text(small_settings, embedder, monkeypatch, generator_cache):
     rec = next(i for i in parse_xml_file(XML / "pubmed4.xml") if isinstance(i, Record))
     hostile = Record.from_dict({**rec.to_dict(), "pmid": "27797938",

@@ -46,9 +46,12 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
                    help="qa: comma-separated settings among retrieval, no-retrieval, verified")
     p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64,
                    help="qa verified: tokens generated per answer before verification")
-    p.add_argument("--answer-settings", dest="answer_settings", default="default,findings-only,generated,lead",
-                   help="answers: comma-separated settings among default, findings-only, generated, lead, "
-                   "findings-cosine, findings-reranker (findings only, sentences scored by that answer.sentence_scorer)")
+    p.add_argument("--answer-settings", dest="answer_settings", default="default,base-generator,findings-only,lead",
+                   help="answers: comma-separated settings among default, base-generator (the default answer with "
+                   "the base model writing the bottom line), findings-only, generated, lead, findings-cosine, "
+                   "findings-reranker (findings only, sentences scored by that answer.sentence_scorer)")
+    p.add_argument("--types", default="yesno,factoid,list,summary",
+                   help="answers: BioASQ question types (all four have ideal answers)")
     p.add_argument("--depths", default="20,50",
                    help="reranking: comma-separated N: hybrid vs hybrid with its top N reranked, side by side")
     p.add_argument("--distractors", type=int,
@@ -91,7 +94,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.dataset != "bioasq":
             print("error: eval answers needs --dataset bioasq (questions with ideal answers)", file=sys.stderr)
             return 2
-        questions = bioasq_answer_questions(args.bioasq)
+        questions = bioasq_answer_questions(args.bioasq, tuple(t.strip() for t in args.types.split(",")))
     elif args.dataset == "pubmedqa":
         questions = pubmedqa_questions(args.pubmedqa)
     else:
@@ -125,7 +128,12 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(markdown_table(results))
     elif args.task == "answers":
         from rag.evaluation import answers_table, evaluate_answers
+        from rag.evaluation.answers import ANSWER_SETTINGS, GENERATOR_SETTINGS, SCORER_SETTINGS
 
+        unknown = set(args.answer_settings.split(",")) - {*ANSWER_SETTINGS, *GENERATOR_SETTINGS, *SCORER_SETTINGS}
+        if unknown:
+            print(f"error: unknown answer setting(s) {sorted(unknown)}", file=sys.stderr)
+            return 2
         with tqdm(total=len(questions), desc="answers", file=sys.stderr, disable=False) as bar:
             results = evaluate_answers(asker, questions, args.answer_settings.split(","), progress=bar.update)
         print(answers_table(results))

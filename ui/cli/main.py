@@ -193,10 +193,40 @@ _MARK = {"supported": "✓", "weak": "~", "unsupported": "✗", "uncited": "?"}
 _CHECK_MARK = {"supported": "✓", "contradicted": "✗", "not enough information": "~"}
 
 
-def format_answer(answer: Any) -> str:
-    """The bottom line (checked sentences with verdict markers), the key findings quoted, then the references."""
+def format_findings(findings: list[Any]) -> str:
+    """The key findings, quoted, with their badges: printed as soon as they exist."""
+    lines = ["Key findings"]
+    for f in findings:
+        lines.append(f"  [{f.number}] \"{f.text}\"")
+        lines.append(f"      {finding_badges(f)}")
+    return "\n".join(lines)
+
+
+def format_bottom_line(answer: Any) -> str:
+    """The checked bottom line (sentences with verdict markers), what the checks dropped, and any warning."""
     from rag.citations import strip_markers
 
+    lines = ["Bottom line"]
+    for s in answer.bottom_line:
+        cites = "".join(f"[{c.number}{'*' if c.attributed else ''}]" for c in s.citations)
+        notes = [f"support {c.support:.2f} {c.verdict}" for c in s.citations] or ["uncited"]
+        notes += [f"suggest [{c.suggested}]" for c in s.citations if c.suggested]
+        lines.append(f"  {_MARK[s.verdict]} {strip_markers(s.text)} {cites}  ({'; '.join(notes)})")
+    if not answer.bottom_line:
+        lines.append("  (no generated sentence passed the checks; the key findings are the answer)")
+    if answer.dropped:
+        lines.append(f"  ({len(answer.dropped)} generated sentence(s) dropped: "
+                     + ", ".join(dict.fromkeys(d.reason for d in answer.dropped)) + "; see --json)")
+    if any(c.attributed for s in answer.bottom_line for c in s.citations):
+        lines.append("  * attached by pubmed-rag: the model did not cite this sentence itself.")
+    if answer.removed_citations:
+        lines.append(f"  (removed citations to evidence that does not exist: {answer.removed_citations})")
+    return "\n".join(lines)
+
+
+def format_answer(answer: Any, findings_shown: bool = False) -> str:
+    """The key findings quoted (unless ``findings_shown``: already printed), the checked bottom line, then the
+    references and timings."""
     lines = []
     if answer.redactions:
         lines.append("Redacted from the question before sending it to the external model: "
@@ -205,27 +235,9 @@ def format_answer(answer: Any) -> str:
         lines.append(f"{answer.answer}  ({answer.abstain_reason})")
         lines.append("Closest evidence:" if answer.evidence else "")
     else:
-        lines.append("Bottom line")
-        for s in answer.bottom_line:
-            cites = "".join(f"[{c.number}{'*' if c.attributed else ''}]" for c in s.citations)
-            notes = [f"support {c.support:.2f} {c.verdict}" for c in s.citations] or ["uncited"]
-            notes += [f"suggest [{c.suggested}]" for c in s.citations if c.suggested]
-            lines.append(f"  {_MARK[s.verdict]} {strip_markers(s.text)} {cites}  ({'; '.join(notes)})")
-        if not answer.bottom_line:
-            lines.append("  (no generated sentence passed the checks; the key findings below are the answer)")
-        if answer.dropped:
-            lines.append(f"  ({len(answer.dropped)} generated sentence(s) dropped: "
-                         + ", ".join(dict.fromkeys(d.reason for d in answer.dropped)) + "; see --json)")
-        if any(c.attributed for s in answer.bottom_line for c in s.citations):
-            lines.append("  * attached by pubmed-rag: the model did not cite this sentence itself.")
-        if answer.removed_citations:
-            lines.append(f"  (removed citations to evidence that does not exist: {answer.removed_citations})")
-        if answer.findings:
-            lines.append("")
-            lines.append("Key findings")
-        for f in answer.findings:
-            lines.append(f"  [{f.number}] \"{f.text}\"")
-            lines.append(f"      {finding_badges(f)}")
+        if answer.findings and not findings_shown:
+            lines += [format_findings(answer.findings), ""]
+        lines.append(format_bottom_line(answer))
         lines.append("")
         lines.append("References")
     for e in answer.evidence:
@@ -258,19 +270,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
     try:
         asker = Asker(settings, index=args.index)
         answer = None
+        findings_shown = False
         for event in asker.stream(args.question, max_new_tokens=args.max_new_tokens):
-            # The previous design streams its text; evidence-first prints the bottom line before the findings.
-            if event.kind == "token" and not args.json and settings.answer.mode == "generated":
+            # Findings first: printed the moment they exist; the checked bottom line follows when generation ends.
+            if event.kind == "findings" and event.data and not args.json:
+                print(format_findings(event.data) + "\n", flush=True)
+                findings_shown = True
+            elif event.kind == "token" and not args.json and settings.answer.mode == "generated":
                 print(event.data, end="", flush=True)
             elif event.kind == "answer":
                 answer = event.data
     except (UnknownIndexError, QuestionError, GeneratorError, RuntimeError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
+    for warning in answer.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(answer.model_dump_json(indent=2))
     else:
-        print(("\n\n" if settings.answer.mode == "generated" else "") + format_answer(answer))
+        print(("\n\n" if settings.answer.mode == "generated" else "") + format_answer(answer, findings_shown))
     return 0
 
 
@@ -330,7 +348,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``pubmed-rag train <task>``: rebuild a shipped model (see ui/cli/train.py)."""
     from ui.cli.train import cmd_train as run
 
-    return run(args)
+    return run(args, _settings(args) if args.task == "generator" else None)
 
 
 COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval,

@@ -6,54 +6,86 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pubmed_rag.settings import Settings
 from ui.cli.eval import SHARED
 
 
 def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the ``train`` subcommand."""
     from rag.training import TASKS, TrainConfig
+    from rag.training.generator import GeneratorTrainConfig
 
-    defaults = TrainConfig()
     p = sub.add_parser("train", help="train a model shipped with pubmed-rag (seeded; CPU)")
     p.add_argument("task", choices=sorted(TASKS))
     p.add_argument("--data", type=Path, default=SHARED, help=f"shared data folder (default: {SHARED})")
-    p.add_argument("--out", type=Path, help="output folder (default: the shipped models/<task>)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size)
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--max-length", dest="max_length", type=int, default=defaults.max_length,
-                   help="tokens per (claim, sentence) or (question, text) pair")
-    p.add_argument("--freeze-layers", dest="freeze_layers", type=int, default=defaults.freeze_layers,
-                   help="lowest transformer layers (and the embeddings) left frozen")
+    p.add_argument("--out", type=Path, help="output folder, new or holding this task's interrupted run (default: "
+                   "models/<task>-<date-time>; the shipped models/<task> is never written by default)")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    # None: the task's own default (TrainConfig for the cross-encoders, GeneratorTrainConfig for the generator).
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float)
+    p.add_argument("--max-length", dest="max_length", type=int,
+                   help="tokens per (claim, sentence) or (question, text) pair; generator: prompt plus target")
+    p.add_argument("--freeze-layers", dest="freeze_layers", type=int,
+                   help="cross-encoders: lowest transformer layers (and the embeddings) left frozen")
     p.add_argument("--limit", type=int, default=0,
                    help="a tiny slice that checks the command in seconds: at most N pairs per data source "
-                   "(verifier), the first N questions (reranker)")
-    p.add_argument("--threads", type=int, default=defaults.threads,
-                   help="torch threads (0 = torch's default; results depend on it)")
+                   "(verifier), the first N questions (reranker), N examples (generator)")
+    p.add_argument("--threads", type=int, help="torch threads (0 = torch's default; results depend on it)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
-                   help="skip scoring the dev split after training")
+                   help="skip scoring the held-out split after training")
+    g = p.add_argument_group("generator")
+    g.add_argument("--method", choices=["lora"], default="lora",
+                   help="LoRA through peft (full fine-tuning was measured and not kept: docs/evaluation.md)")
+    g.add_argument("--rank", type=int, default=GeneratorTrainConfig.rank, help="LoRA rank")
+    g.add_argument("--alpha", type=int, default=GeneratorTrainConfig.alpha, help="LoRA alpha (scale = alpha/rank)")
+    g.add_argument("--index", default="eval-bioasq", help="the evaluation index the examples are retrieved from "
+                   "(`pubmed-rag eval answers` builds it)")
+    g.add_argument("--examples", type=Path, help="train on these examples (JSON Lines, as a run writes to "
+                   "<out>/examples.jsonl) instead of building them")
     add_common_flags(p)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run ``pubmed-rag train <task>``; prints what was trained, where, and how long it took."""
     from rag.training import MODELS, TASKS, TrainConfig
+    from rag.training.generator import GeneratorTrainConfig
 
-    if not args.data.is_dir():
+    if not args.data.is_dir() and not (args.task == "generator" and args.examples):
         print(f"error: data folder {args.data} not found (give --data)", file=sys.stderr)
         return 1
-    config = TrainConfig(seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, max_length=args.max_length,
-                         freeze_layers=args.freeze_layers, limit=args.limit, threads=args.threads)
-    out = args.out or MODELS / args.task
+    out = args.out or MODELS / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.resolve() == (MODELS / args.task).resolve() and (out / "training.json").is_file():
+        print(f"error: {out} holds the shipped {args.task}; train into a new folder (--out) and compare before "
+              "replacing it", file=sys.stderr)
+        return 2
     command = "pubmed-rag " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else \
         f"pubmed-rag train {args.task} --seed {args.seed}"
-    metadata = TASKS[args.task](data_dir=args.data, out_dir=out, config=config,
-                                evaluate=args.evaluate and not args.limit, command=command)
+    common = dict(seed=args.seed, limit=args.limit, **_given(args, "epochs", "batch_size", "learning_rate",
+                                                            "max_length", "threads"))
+    try:
+        if args.task == "generator":
+            settings = settings or Settings.load()
+            config = GeneratorTrainConfig(**common, method=args.method, rank=args.rank, alpha=args.alpha)
+            metadata = TASKS["generator"](data_dir=args.data, out_dir=out, config=config, settings=settings,
+                                          index=args.index, examples_file=args.examples,
+                                          evaluate=args.evaluate and not args.limit, command=command)
+        else:
+            config = TrainConfig(**common, **_given(args, "freeze_layers"))
+            metadata = TASKS[args.task](data_dir=args.data, out_dir=out, config=config,
+                                        evaluate=args.evaluate and not args.limit, command=command)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     summary = {k: metadata[k] for k in ("task", "examples", "steps", "train_seconds", "total_seconds")}
     print(json.dumps({**summary, "out": str(out)}, indent=2))
     return 0

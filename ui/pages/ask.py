@@ -83,34 +83,42 @@ def render_findings(findings: list[Finding]) -> None:
         st.markdown(f"> “{md_escape(f.text)}” {_cite_link(f.number)}  \n> {' '.join(b for b in badges if b)}")
 
 
+def render_bottom_line(answer: Answer) -> None:
+    """The checked bottom line, under the findings: the sentences that passed, and what the checks dropped."""
+    st.subheader("Bottom line")
+    if answer.bottom_line:
+        parts = []
+        for s in answer.bottom_line:
+            icon, color = _VERDICT[s.verdict]
+            text = md_escape(" ".join(strip_markers(s.text).split()))
+            cites = " ".join(_cite_link(c.number, c.attributed) for c in s.citations)
+            body = text if s.verdict == "supported" else f":{color}[{text}]"
+            parts.append(f"{icon} {body} {cites}")
+        st.markdown("  \n".join(parts))
+        st.caption("Written by the model from the key findings and checked against them (support, negation, "
+                   "numbers, direction). :material/check_circle: supported · \\* citation attached by pubmed-rag.")
+    else:
+        st.caption("No generated sentence passed the checks: the key findings above are the answer.")
+    if answer.dropped:
+        st.caption(f"{len(answer.dropped)} generated sentence(s) were dropped ("
+                   + ", ".join(dict.fromkeys(d.reason for d in answer.dropped)) + "); the JSON keeps them.")
+    if answer.removed_citations:
+        st.caption(f"Removed citations to evidence that does not exist: {answer.removed_citations}")
+
+
 def render_answer(answer: Answer) -> None:
+    """Findings first, the checked bottom line under them, then the evidence cards."""
+    for warning in answer.warnings:
+        st.warning(warning, icon=":material/warning:")
     if answer.redactions:
         st.caption("Redacted from the question before it was sent to the external model: "
                    + ", ".join(f"{r.kind} {md_escape(r.text)}" for r in answer.redactions))
     if answer.abstained:
         st.warning(f"{answer.answer} ({answer.abstain_reason}). The closest evidence is listed below.")
     else:
-        st.subheader("Bottom line")
-        if answer.bottom_line:
-            parts = []
-            for s in answer.bottom_line:
-                icon, color = _VERDICT[s.verdict]
-                text = md_escape(" ".join(strip_markers(s.text).split()))
-                cites = " ".join(_cite_link(c.number, c.attributed) for c in s.citations)
-                body = text if s.verdict == "supported" else f":{color}[{text}]"
-                parts.append(f"{icon} {body} {cites}")
-            st.markdown("  \n".join(parts))
-            st.caption("Written by the model from the key findings and checked against them (support, negation, "
-                       "numbers, direction). :material/check_circle: supported · \\* citation attached by pubmed-rag.")
-        else:
-            st.caption("No generated sentence passed the checks: the key findings below are the answer.")
-        if answer.dropped:
-            st.caption(f"{len(answer.dropped)} generated sentence(s) were dropped ("
-                       + ", ".join(dict.fromkeys(d.reason for d in answer.dropped)) + "); the JSON keeps them.")
-        if answer.removed_citations:
-            st.caption(f"Removed citations to evidence that does not exist: {answer.removed_citations}")
         if answer.findings:
             render_findings(answer.findings)
+        render_bottom_line(answer)
     st.subheader("Evidence")
     highlight = {s for f in answer.findings for s in f.sentences}
     highlight |= {c.evidence_sentence for s in answer.bottom_line for c in s.citations}
@@ -129,19 +137,22 @@ if ask and index:
     st.session_state.pop("answer", None)
     try:
         pipeline = asker(index)
-        live = st.empty()
+        early = st.empty()  # the findings, the moment they exist
+        live = st.empty()  # under them: progress, then the bottom line as it is written
         text = ""
-        early = st.empty()
         for event in pipeline.stream(question, k=k, filters=filters):
             if event.kind == "evidence":
                 live.caption(f"{len(event.data)} sources retrieved; choosing the key findings ...")
             elif event.kind == "findings":
-                live.caption("Writing the bottom line from these findings ...")
                 with early.container():
                     render_findings(event.data)
+                live.caption("Writing the bottom line from these findings ...")
             elif event.kind == "token":
                 text += event.data
-                live.markdown(md_escape(text) + " ▌")
+                with live.container():
+                    st.subheader("Bottom line")
+                    st.markdown(md_escape(text) + " ▌")
+                    st.caption("Being written; only the sentences that pass the checks will stay.")
             else:
                 st.session_state["answer"] = event.data
         live.empty()

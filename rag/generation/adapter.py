@@ -1,0 +1,109 @@
+"""The generator's trained weights: a LoRA adapter for the installed SmolLM2-135M-Instruct, shipped in
+``models/generator`` (``pubmed-rag train generator`` writes it).
+
+The folder holds ``adapter.safetensors`` (per adapted Linear layer a low-rank pair ``lora_A`` (rank x in) and
+``lora_B`` (out x rank), float16; the rank, scale and base checksum in its metadata), ``training.json`` (what the
+run was, with the sha256 of every file the loader reads) and ``README.md`` (the model card). Loading checks both
+checksums (the adapter's, and the installed base GGUF's against the one it was trained from) and adds
+``scale * B @ A`` to each base weight, so generation runs at the base model's speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ADAPTER_FILE = "adapter.safetensors"
+RECORD_FILE = "training.json"
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "generator"
+REMEDY = "rebuild it with `pubmed-rag train generator`, or use the base model with --generator.adapter ''"
+
+
+class AdapterError(RuntimeError):
+    """The trained generator weights are missing, damaged or made for other base weights."""
+
+
+def adapter_path(setting: str) -> Path | None:
+    """The adapter folder a ``generator.adapter`` setting names (``None`` for '': the base model)."""
+    if not setting:
+        return None
+    return SHIPPED if setting == "shipped" else Path(setting).expanduser()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def base_sha256(path: Path) -> str:
+    """The sha256 of a base weights file, computed once per process per file version."""
+    stat = Path(path).stat()
+    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def read_adapter(folder: Path, base_file: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float, dict]:
+    """``({layer name: (A, B)}, scale, training record)`` of the adapter in ``folder``, checked.
+
+    Raises ``AdapterError`` naming the file when the folder or a file is missing, a checksum differs from
+    training.json, or the adapter was trained from other base weights than ``base_file``."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    weights, record_file = folder / ADAPTER_FILE, folder / RECORD_FILE
+    for path in (weights, record_file):
+        if not path.is_file():
+            raise AdapterError(f"trained generator file not found: {path}; {REMEDY}")
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        expected = record["files"][ADAPTER_FILE]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AdapterError(f"{record_file} is damaged ({exc}); {REMEDY}") from exc
+    if sha256_file(weights) != expected:
+        raise AdapterError(f"trained generator weights {weights} are corrupted (checksum differs from "
+                           f"{record_file.name}); {REMEDY}")
+    try:
+        with safe_open(str(weights), framework="np") as handle:
+            meta = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # a damaged header surfaces as one of several exception types
+        raise AdapterError(f"cannot read {weights} ({exc}); {REMEDY}") from exc
+    if meta.get("base_sha256") != base_sha256(base_file):
+        raise AdapterError(f"{weights} was trained from other base weights than the installed {base_file}; {REMEDY}")
+    layers = {}
+    for name in tensors:
+        if name.endswith(".lora_A"):
+            layer = name.removesuffix(".lora_A")
+            layers[layer] = (tensors[name], tensors[f"{layer}.lora_B"])
+    return layers, float(meta["scale"]), record
+
+
+def merge_adapter(model: Any, layers: dict[str, tuple[np.ndarray, np.ndarray]], scale: float) -> int:
+    """Add ``scale * B @ A`` to the weight of each named Linear layer of ``model`` (float32); returns the count."""
+    import torch
+
+    modules = dict(model.named_modules())
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise AdapterError(f"the adapter names layers this model lacks ({missing[:3]}); {REMEDY}")
+    with torch.no_grad():
+        for name, (a, b) in layers.items():
+            weight = modules[name].weight
+            delta = torch.from_numpy(b.astype(np.float32)) @ torch.from_numpy(a.astype(np.float32))
+            if delta.shape != weight.shape:
+                raise AdapterError(f"adapter layer {name} has shape {tuple(delta.shape)}, the model's "
+                                   f"{tuple(weight.shape)}; {REMEDY}")
+            weight.add_(delta.to(weight.dtype), alpha=scale)
+    return len(layers)
