@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 
-def render(row: dict, number: int) -> str:
+def render(row: dict, number: int, base: dict | None = None) -> str:
     lines = [f"## {number}. {row['question'] if 'question' in row else row['id']}", ""]
     lines.append(f"BioASQ {row['task']} {row['type']} question `{row['id']}`; gold document among the evidence: "
                  f"{'yes' if row['gold_in_evidence'] else 'no'}; ROUGE-SU4 {row['su4']:.3f}; {row['seconds']:.1f} s.")
@@ -24,6 +24,12 @@ def render(row: dict, number: int) -> str:
     lines.append("**Bottom line:** " + (" ".join(row["bottom_line"]) or "_(no generated sentence passed the checks)_"))
     for text, reason in row["dropped"]:
         lines.append(f"- dropped ({reason}): {text}")
+    if base is not None:  # the same question, the same evidence, the base model writing the bottom line
+        lines.append("")
+        lines.append("**Base model's bottom line (same findings):** "
+                     + (" ".join(base["bottom_line"]) or "_(no generated sentence passed the checks)_"))
+        for text, reason in base["dropped"]:
+            lines.append(f"- dropped ({reason}): {text}")
     lines.append("")
     lines.append("**Key findings:**")
     lines.append("")
@@ -43,16 +49,18 @@ def main() -> None:
     args = parser.parse_args()
     data = json.loads(args.results.read_text())
     rows = data["results"]["default"]["per_question"]
+    base_rows = {r["id"]: r for r in data["results"].get("base-generator", {}).get("per_question", [])}
     questions = {q["id"]: q for q in data.get("questions", [])}
     picked = [rows[i * len(rows) // args.n] for i in range(min(args.n, len(rows)))]
     parts = ["# Answers, printed verbatim", "",
              f"{len(picked)} of the {len(rows)} BioASQ questions of `pubmed-rag eval answers` (index "
              f"`{data['index']}`), evenly spaced, not chosen: whatever they look like. Each shows the bottom line (only "
-             "generated sentences that passed every check), the sentences that were dropped and why, and the key "
+             "generated sentences that passed every check) written by the trained generator, the sentences that were "
+             "dropped and why, the base model's bottom line for the same findings where it was run, and the key "
              "findings quoted from the evidence.", ""]
     for i, row in enumerate(picked, start=1):
         row = {**row, "question": questions.get(row["id"], {}).get("body", row["id"])}
-        parts.append(render(row, i))
+        parts.append(render(row, i, base_rows.get(row["id"])))
         parts.append("")
         parts.append("Experts' ideal answer: " + questions.get(row["id"], {}).get("ideal", [""])[0])
         parts.append("")

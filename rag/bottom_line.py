@@ -39,7 +39,8 @@ SYSTEM = (
 STOP = ("\n\n", "Question:", "Findings:", '"""')
 
 _FORMATTING = re.compile(
-    r'"""|\b(?:Question|Answer|Findings?|Evidence|Bottom line)\s*:|\((?:Other / unclassified|untitled)\)'
+    r'"""|\b(?:Question|Answer|Findings?|Evidence|Bottom line|What the studies found)\s*:'
+    r"|\((?:Other / unclassified|untitled)\)"
     r"|\[\d+\]\s*\(|(?:^|\s)[A-E][.)]\s.*\s[B-F][.)]\s|^\s*(?:[-*•]|\d+[.)])\s",
     re.I,
 )

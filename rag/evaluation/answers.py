@@ -85,7 +85,7 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
                 row.update(findings_seconds=answer.timings.findings, model=answer.model)
                 row.update(bottom_line=[s.text for s in answer.bottom_line], abstain_reason=answer.abstain_reason,
                            dropped=[(d.text, d.reason) for d in answer.dropped], pmids=[e.pmid for e in evidence],
-                           findings=[f.model_dump(include={"number", "pmid", "sentences", "design", "year",
+                           findings=[f.model_dump(include={"number", "pmid", "sentences", "best", "design", "year",
                                                            "sample_size", "section"}) for f in answer.findings])
             rows[setting].append(row)
         asker.findings, asker._generator = configured, configured_generator

@@ -10,13 +10,14 @@ checksums (the adapter's, and the installed base GGUF's against the one it was t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ingest.manifest import sha256 as sha256_file
 
 ADAPTER_FILE = "adapter.safetensors"
 RECORD_FILE = "training.json"
@@ -33,14 +34,6 @@ def adapter_path(setting: str) -> Path | None:
     if not setting:
         return None
     return SHIPPED if setting == "shipped" else Path(setting).expanduser()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=4)

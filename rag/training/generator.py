@@ -276,10 +276,11 @@ def ship_adapter(model: Any, config: GeneratorTrainConfig, out_dir: Path, base_g
 
 
 def build_examples(data_dir: Path, settings: Any, index: str, seed: int, limit: int = 0,
-                   log: Any = sys.stderr) -> tuple[list[GenExample], dict[str, Any]]:
+                   log: Any = None) -> tuple[list[GenExample], dict[str, Any]]:
     """Every training example (BioASQ 7B, 8B, then PubMedQA-L), built over ``index``; and counts of what was left."""
     from tqdm import tqdm
 
+    log = log or sys.stderr
     from rag.pipeline import Asker
     from rag.training.generator_data import ExampleBuilder
 
@@ -326,10 +327,12 @@ class ProgressBar:
 
 def train_generator(data_dir: Path, out_dir: Path, config: GeneratorTrainConfig, settings: Any, index: str,
                     examples_file: Path | None = None, evaluate: bool = True,
-                    command: str = "pubmed-rag train generator", log: Any = sys.stderr) -> dict[str, Any]:
-    """Build or read the examples, train (resuming a checkpoint in ``out_dir``), ship the adapter and its card."""
+                    command: str = "pubmed-rag train generator", log: Any = None) -> dict[str, Any]:
+    """Build or read the examples, train (resuming a checkpoint in ``out_dir``), ship the adapter and its card.
+    Progress goes to ``log`` (default: the standard error at call time)."""
     from rag.generation.adapter import RECORD_FILE
 
+    log = log or sys.stderr
     if config.method != "lora":
         raise ValueError("only LoRA training ships (full fine-tuning is measured by bench/pilot_generator.py)")
     started = time.perf_counter()

@@ -22,10 +22,12 @@ SCRIPT = {
     "numbers": "Exacerbation rates with the budesonide-containing regimens were 45% lower than with terbutaline [1].",
     "question": "Were exacerbation rates lower with the budesonide-containing regimens than with terbutaline [1]?",
     "formatting": "Answer: A. budesonide-formoterol B. terbutaline C. placebo [1].",
+    # The base model once copied the prompt's last line before a finding (BioASQ 9B choice slice).
+    "leak": "What the studies found: exacerbation rates with both regimens were lower than with terbutaline [1].",
     "faithful": "Exacerbation rates with both budesonide-containing regimens were lower than with terbutaline [1].",
 }
 REASONS = {"echo": "echoes the question", "polarity": "polarity", "numbers": "numbers", "question": "is a question",
-           "formatting": "prompt formatting"}
+           "formatting": "prompt formatting", "leak": "prompt formatting"}
 
 
 @pytest.fixture(scope="module")

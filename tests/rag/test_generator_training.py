@@ -187,7 +187,7 @@ def test_damaged_or_missing_weights_fall_back_to_the_base_model_with_a_warning(s
 def test_decoding_cannot_cite_a_finding_that_was_not_given(asker):
     generator = asker.generator
     bans = {generator.tokenizer.decode(ids) for ids in generator.citation_bans([2, 4])}
-    assert {"[1", " [3", "[5", "[0"} <= bans and not {"[2", " [4", "[24"} & bans
+    assert {"[1", " [3", "[5", "[0", "[24", " [41"} <= bans and not {"[2", " [4", "[4"} & bans
     prompt = "Findings:\n[7] Aspirin lowered the risk of stroke.\n\nQuestion: Does aspirin prevent stroke?\n" \
              "What the studies found:"
     text = "".join(generator.stream(SYSTEM, prompt, 40, citations=[2]))
@@ -204,9 +204,21 @@ def test_the_shipped_generator_writes_a_bottom_line_that_cites_and_passes_every_
     settings.verify.scorer = "verifier"  # every check as shipped, the trained verifier's included
     trained = Asker(settings, index="small", embedder=asker.embedder)
     assert trained.generator.name == "smollm2-135m-instruct+trained" and not trained.generator.warning
-    answer = trained.ask("Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?")
+    # PubMedQA-L's first test item (never trained on); its abstract, conclusion included, is in the small index.
+    answer = trained.ask("Do mitochondria play a role in remodelling lace plant leaves during programmed cell death?")
     assert answer.bottom_line, answer.dropped
     for sentence in answer.bottom_line:  # only sentences that passed every check are here
-        assert sentence.citations and all(c.pmid == "29768149" or c.pmid in {f.pmid for f in answer.findings}
-                                          for c in sentence.citations)
+        assert re.search(r"\[\d\]\.$", sentence.text) and "mitochondria" in sentence.text.lower()
+        assert [c.pmid for c in sentence.citations] == ["21645374"]
+        assert all(c.verdict == "supported" for c in sentence.citations)
     assert not answer.warnings
+
+
+def test_training_without_the_evaluation_index_says_how_to_build_it(generator_cache, tmp_path, capsys):
+    from ui.cli import main
+
+    code = main(["train", "generator", "--data", str(FIXTURES), "--index", "no-such-index", "--out",
+                 str(tmp_path / "run"), "--paths.index_dir", str(tmp_path), "--paths.cache_dir", str(generator_cache)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "no-such-index" in err and "build it with `pubmed-rag eval answers --dataset bioasq --index no-such-index`" in err

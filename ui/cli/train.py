@@ -83,6 +83,10 @@ def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int
             config = TrainConfig(**common, **_given(args, "freeze_layers"))
             metadata = TASKS[args.task](data_dir=args.data, out_dir=out, config=config,
                                         evaluate=args.evaluate and not args.limit, command=command)
+    except LookupError as exc:  # the evaluation index the generator's examples are retrieved from
+        print(f"error: {exc.args[0] if exc.args else exc}; build it with `pubmed-rag eval answers --dataset bioasq "
+              f"--index {args.index}` or give --index / --examples", file=sys.stderr)
+        return 1
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
