@@ -147,6 +147,7 @@ class Asker:
                                              max_new_tokens or self.settings.answer.bottom_line_tokens, STOP,
                                              citations=[f.number for f in shown])
             answer.warnings = [w for w in [getattr(self.generator, "warning", "")] if w]
+            answer.model = self.generator_name  # the generator loads lazily: its name is known now
             verify_start = time.perf_counter()
             checker = BottomLineChecker(self.embedder, self.scorer, self.settings.answer, self.settings.verify,
                                         allow_yes_no=self.settings.generator.backend != "local")
@@ -198,6 +199,7 @@ class Asker:
         user = build_user_prompt(self._outgoing(question, answer), evidence, self.settings.generator.passage_chars)
         text = yield from self._generate(SYSTEM, user, timings, started,
                                          max_new_tokens or self.settings.generator.max_new_tokens)
+        answer.model = self.generator_name
         verify_start = time.perf_counter()
         sentences, removed = self.cite(text, evidence)
         timings.verify = time.perf_counter() - verify_start
