@@ -1,7 +1,8 @@
 """Ray builds against a real loopback-only Ray cluster on this machine: equivalence, faults, bad input.
 
-The cluster is started by the fixture (``ray start --head`` on 127.0.0.1 with 2 CPUs; with
-``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` the head binds loopback only) and stopped afterwards, even on failure.
+The cluster is started by the fixture (``ray start --head --block`` on 127.0.0.1 with 2 CPUs and a temp folder of its
+own; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` the head binds loopback only) and stopped afterwards, even on
+failure, by the ids of the processes it started: another Ray cluster on the machine is never touched.
 """
 
 from __future__ import annotations
@@ -41,22 +42,61 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stop_tree(head: subprocess.Popen) -> None:
+    """Stop the head process and every process it started (GCS, raylet, workers), by id: nothing else on the machine
+    (another run's Ray cluster) is touched."""
+    try:
+        root = psutil.Process(head.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        procs = []
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=30)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    head.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
-def ray_address():
+def ray_head(tmp_path_factory):
+    """``(address, head process)`` of a loopback Ray cluster this module starts (``ray start --block`` keeps every
+    process it starts under it) and stops by process id, with a temp folder of its own."""
     import ray
 
     port = _free_port()
-    start = [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-             "--include-dashboard", "false", "--disable-usage-stats", "--object-store-memory", str(300 * 2**20)]
+    start = [str(RAY), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+             "--num-cpus", "2", "--include-dashboard", "false", "--disable-usage-stats",
+             "--object-store-memory", str(300 * 2**20), "--temp-dir", str(tmp_path_factory.mktemp("ray"))]
+    head = subprocess.Popen(start, env=LOOPBACK, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
-        subprocess.run(start, env=LOOPBACK, check=True, capture_output=True, timeout=120)
         address = f"127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:  # the head is up when its GCS port accepts connections
+            assert head.poll() is None, f"ray start exited with {head.returncode}"
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.time() < deadline, "the Ray head did not start in 120 s"
+            time.sleep(0.5)
         ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         assert [n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]] == ["127.0.0.1"]
-        yield address
+        yield address, psutil.Process(head.pid)
     finally:
         ray.shutdown()
-        subprocess.run([str(RAY), "stop", "--force"], env=LOOPBACK, capture_output=True, timeout=120)
+        _stop_tree(head)
+
+
+@pytest.fixture(scope="module")
+def ray_address(ray_head) -> str:
+    return ray_head[0]
 
 
 def _settings(tmp_path: Path, ray: str = "", **extra) -> Settings:
@@ -109,16 +149,21 @@ def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
     assert not list(versions.glob(".tmp-*")) and not list(versions.rglob(".ray-*"))
 
 
-def _embed_workers() -> list[psutil.Process]:
+def _embed_workers(head: psutil.Process) -> list[psutil.Process]:
+    """The embedding actors' worker processes of this module's cluster: descendants of its head, none of another."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
+    for proc in head.children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except psutil.NoSuchProcess:
+            continue
         if "_Embed" in cmdline and "ray::" in cmdline:
             found.append(proc)
     return found
 
 
-def test_killing_an_embedding_worker_loses_and_duplicates_nothing(ray_address, tmp_path):
+def test_killing_an_embedding_worker_loses_and_duplicates_nothing(ray_head, tmp_path):
+    ray_address, head = ray_head
     source = _jsonl_slice(tmp_path, 60)
     settings = _settings(tmp_path, ray_address, **{"ingest.ray_batch_size": 8, "ingest.ray_actors": 1})
     result: dict = {}
@@ -128,7 +173,7 @@ def test_killing_an_embedding_worker_loses_and_duplicates_nothing(ray_address, t
     deadline = time.time() + 240
     while build.is_alive() and time.time() < deadline and killed is None:
         shards = list((settings.paths.index_dir / "f" / "versions").glob(".tmp-*/.ray-*/vectors-*.npz"))
-        workers = _embed_workers()
+        workers = _embed_workers(head)
         if shards and workers:  # the pool is embedding: kill its worker process mid-stage
             killed = workers[0].pid
             os.kill(killed, signal.SIGKILL)
