@@ -27,6 +27,7 @@ from pubmed_rag.settings import Settings
 from rag.evaluation import bioasq_answer_questions
 from rag.generation import load_generator
 from rag.pipeline import Asker
+from rag.training.generator import REPORT_FILES
 
 ROOT = Path(__file__).parents[1]
 TYPES = ("yesno", "factoid", "list", "summary")
@@ -42,7 +43,8 @@ def main() -> None:
     parser.add_argument("--questions", type=Path, help="PubMedQA-style JSON list (default: BioASQ from ../shared)")
     parser.add_argument("--index", default="eval-bioasq")
     parser.add_argument("--n", type=int, default=20)
-    parser.add_argument("--files", default="9B3,9B4,9B5", help="BioASQ golden files whose names start with these")
+    parser.add_argument("--files", default=",".join(REPORT_FILES),
+                        help="BioASQ golden files whose names start with these (default: the generator's report slice)")
     args = parser.parse_args()
     if args.questions:
         questions = [{"question": q["question"], "gold": [q["pmid"]]} for q in json.loads(args.questions.read_text())]

@@ -36,7 +36,7 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
 
     import numpy as np
 
-    from rag.bottom_line import echo_detail
+    from rag.bottom_line import echo_detail, prompt_formatting
     from rag.findings import abstract_sentences
 
     n_summary = asker.settings.answer.summary_findings
@@ -51,17 +51,15 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
             extractors[s] = finding_extractor(answer_settings, asker.embedder)
     from rag.generation import load_generator
 
-    generators = {s: asker.generator for s in settings}
-    for s in settings:
-        if s in GENERATOR_SETTINGS:
-            generators[s] = load_generator(asker.settings.generator.model_copy(update=GENERATOR_SETTINGS[s]),
-                                           asker.settings.paths.cache_dir)
-    configured, configured_generator = asker.findings, asker.generator
+    # Only the settings that name another generator load one here; the configured one loads when first used.
+    generators = {s: load_generator(asker.settings.generator.model_copy(update=GENERATOR_SETTINGS[s]),
+                                    asker.settings.paths.cache_dir) for s in settings if s in GENERATOR_SETTINGS}
+    configured, configured_generator = asker.findings, asker._generator
     for q in questions:
         for setting in settings:
             started = time.perf_counter()
             asker.findings = extractors[setting]
-            asker._generator = generators[setting]
+            asker._generator = generators.get(setting, configured_generator)
             if setting == "lead":
                 evidence = asker.retriever.search(q["body"], asker.settings.retrieval.k)
                 firsts = [abstract_sentences([tuple(s) for s in e.sections] or [("", "", e.abstract)]) for e in evidence]
@@ -88,6 +86,8 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
                            findings=[f.model_dump(include={"number", "pmid", "sentences", "best", "design", "year",
                                                            "sample_size", "section"}) for f in answer.findings])
             rows[setting].append(row)
+            if setting not in generators:  # the configured generator, once a setting has loaded it
+                configured_generator = asker._generator
         asker.findings, asker._generator = configured, configured_generator
         if progress:
             progress(1)
@@ -114,16 +114,9 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
             summary["bottom_line_shown_of_all"] = round(sum(bool(r["bottom_line"]) for r in rs) / max(1, len(rs)), 4)
             summary["drop_reasons"] = dict(Counter(reason for r in rs for _, reason in r["dropped"]).most_common())
             summary["shown_with_echo_or_leak"] = sum(
-                1 for r in rs for text in r["bottom_line"] if r["echoes"] and text in r["echoes"] or _leak(text))
+                1 for r in rs for text in r["bottom_line"] if text in r["echoes"] or prompt_formatting(text))
         out[setting] = {**summary, "per_question": rs}
     return out
-
-
-def _leak(text: str) -> bool:
-    """Whether a shown sentence carries prompt text (the checks should make this impossible; evaluation counts it)."""
-    from rag.bottom_line import prompt_formatting
-
-    return prompt_formatting(text) or "What the studies found" in text
 
 
 def answers_table(results: dict) -> str:

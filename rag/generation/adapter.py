@@ -10,6 +10,7 @@ checksums (the adapter's, and the installed base GGUF's against the one it was t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -52,7 +53,7 @@ def read_adapter(folder: Path, base_file: Path) -> tuple[dict[str, tuple[np.ndar
 
     Raises ``AdapterError`` naming the file when the folder or a file is missing, a checksum differs from
     training.json, or the adapter was trained from other base weights than ``base_file``."""
-    from safetensors import safe_open
+    from safetensors.numpy import load
 
     folder = Path(folder)
     weights, record_file = folder / ADAPTER_FILE, folder / RECORD_FILE
@@ -64,13 +65,14 @@ def read_adapter(folder: Path, base_file: Path) -> tuple[dict[str, tuple[np.ndar
         expected = record["files"][ADAPTER_FILE]
     except (ValueError, KeyError, TypeError) as exc:
         raise AdapterError(f"{record_file} is damaged ({exc}); {REMEDY}") from exc
-    if sha256_file(weights) != expected:
+    data = weights.read_bytes()  # one read: hashed, then parsed
+    if hashlib.sha256(data).hexdigest() != expected:
         raise AdapterError(f"trained generator weights {weights} are corrupted (checksum differs from "
                            f"{record_file.name}); {REMEDY}")
     try:
-        with safe_open(str(weights), framework="np") as handle:
-            meta = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        meta = header.get("__metadata__") or {}
+        tensors = load(data)
     except Exception as exc:  # a damaged header surfaces as one of several exception types
         raise AdapterError(f"cannot read {weights} ({exc}); {REMEDY}") from exc
     if meta.get("base_sha256") != base_sha256(base_file):

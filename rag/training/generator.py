@@ -22,14 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.training import MODELS, _batches, set_seed
+from rag.training import _batches, set_seed
 from rag.training.generator_data import GenExample, read_examples, write_examples
 
 TRAIN_TASKS = ("7B", "8B")
 CHOICE_FILES = ("9B1", "9B2")  # every choice was made on these
 REPORT_FILES = ("9B3", "9B4", "9B5")  # results are reported on these
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-DEFAULT_OUT = MODELS / "generator"
 EXAMPLES_FILE = "examples.jsonl"
 CHECKPOINT = "checkpoint"
 
@@ -52,7 +51,6 @@ class GeneratorTrainConfig:
     limit: int = 0  # >0: at most this many examples (a quick end-to-end check)
     threads: int = 2
     checkpoint_every: int = 25  # optimizer steps
-    cache_dir: str = ""  # where the base GGUF is converted (default: paths.cache_dir)
 
     @property
     def scale(self) -> float:
@@ -338,8 +336,7 @@ def train_generator(data_dir: Path, out_dir: Path, config: GeneratorTrainConfig,
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(config.cache_dir) if config.cache_dir else settings.paths.cache_dir
-    base_gguf, base_folder = base_model_files(cache_dir)
+    base_gguf, base_folder = base_model_files(settings.paths.cache_dir)
     saved = out_dir / EXAMPLES_FILE
     stats: dict[str, Any] = {}
     if examples_file is not None:

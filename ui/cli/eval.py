@@ -80,6 +80,13 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.task == "verify":
         return run_verify(args, settings)
+    if args.task == "answers":  # before any index is built or model loaded
+        from rag.evaluation.answers import ANSWER_SETTINGS, GENERATOR_SETTINGS, SCORER_SETTINGS
+
+        unknown = set(args.answer_settings.split(",")) - {*ANSWER_SETTINGS, *GENERATOR_SETTINGS, *SCORER_SETTINGS}
+        if unknown:
+            print(f"error: unknown answer setting(s) {sorted(unknown)}", file=sys.stderr)
+            return 2
     if args.bioasq is None:  # resolved here, not when the parser is built for every command
         args.bioasq = default_bioasq_files()
     args.corpus = args.corpus or SHARED / "corpus" / "abstracts.jsonl.gz"
@@ -128,12 +135,6 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         print(markdown_table(results))
     elif args.task == "answers":
         from rag.evaluation import answers_table, evaluate_answers
-        from rag.evaluation.answers import ANSWER_SETTINGS, GENERATOR_SETTINGS, SCORER_SETTINGS
-
-        unknown = set(args.answer_settings.split(",")) - {*ANSWER_SETTINGS, *GENERATOR_SETTINGS, *SCORER_SETTINGS}
-        if unknown:
-            print(f"error: unknown answer setting(s) {sorted(unknown)}", file=sys.stderr)
-            return 2
         with tqdm(total=len(questions), desc="answers", file=sys.stderr, disable=False) as bar:
             results = evaluate_answers(asker, questions, args.answer_settings.split(","), progress=bar.update)
         print(answers_table(results))

@@ -203,7 +203,7 @@ def format_findings(findings: list[Any]) -> str:
 
 
 def format_bottom_line(answer: Any) -> str:
-    """The checked bottom line (sentences with verdict markers), what the checks dropped, and any warning."""
+    """The checked bottom line (sentences with verdict markers) and what the checks dropped."""
     from rag.citations import strip_markers
 
     lines = ["Bottom line"]
