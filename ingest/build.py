@@ -24,6 +24,7 @@ from ingest.chunking import Chunker
 from ingest.embedder import Embedder, load_embedder
 from ingest.index import IndexLayout
 from ingest.manifest import STORE_FILE, open_vectors, read_manifest, shared_store, verify_folder, write_manifest
+from ingest.sentence_store import SENTENCES_FILE, SentenceStore
 from ingest.sources import detect_format, parse_file
 from ingest.store import RecordStore, now, upgrade
 from pubmed_rag.records import Deletion, IngestError, Record, Skipped
@@ -88,6 +89,7 @@ class IngestSummary:
     skipped: int = 0
     title_only: int = 0
     chunks_embedded: int = 0
+    sentence_texts: int = 0  # texts whose sentences and vectors were stored (ingest.sentence_vectors)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     version: str = ""
@@ -107,10 +109,13 @@ class _Run:
     FLUSH = 256
 
     def __init__(self, store: RecordStore, vectors: ShardedIndex, embedder: Embedder, chunker: Chunker,
-                 batch_size: int, progress: Progress, summary: IngestSummary) -> None:
+                 batch_size: int, progress: Progress, summary: IngestSummary,
+                 sentences: SentenceStore | None = None) -> None:
         self.store, self.vectors, self.embedder, self.chunker = store, vectors, embedder, chunker
         self.batch_size, self.progress, self.summary = batch_size, progress, summary
+        self.sentences = sentences
         self.pending: list[tuple[int, str]] = []
+        self.pending_texts: list[str] = []  # texts whose sentences are stored at the next flush
 
     def apply(self, source: Source) -> None:
         counts = dict.fromkeys(("added", "replaced", "deleted", "unchanged", "skipped"), 0)
@@ -155,9 +160,14 @@ class _Run:
             self.summary.title_only += 1
         for text, start, end in self.chunker.split(record):
             self.pending.append((self.store.add_chunk(record.pmid, text, start, end), text))
+        if self.sentences is not None:
+            self.pending_texts.append(record.abstract or record.title)
         return "added" if existing is None else "replaced"
 
     def flush(self) -> None:
+        if self.sentences is not None and self.pending_texts:
+            self.summary.sentence_texts += self.sentences.add(self.pending_texts, self.embedder, self.batch_size)
+            self.pending_texts = []
         if not self.pending:
             return
         ids = [i for i, _ in self.pending]
@@ -210,6 +220,7 @@ def ingest(
         staging = layout.new_version()
         work: Path | None = None  # the Ray build's shards (ingest.ray)
         store: RecordStore | None = None
+        sentences: SentenceStore | None = None
         try:
             if previous:
                 vectors = open_vectors(previous, old_manifest)
@@ -227,7 +238,9 @@ def ingest(
             if settings.ingest.ray:
                 chunker = PrecomputedChunker(chunker, chunks)
             store = RecordStore(layout.root / STORE_FILE, version=number)
-            run = _Run(store, vectors, embedder, chunker, settings.embedding.batch_size, progress, summary)
+            if settings.ingest.sentence_vectors and not settings.ingest.ray:
+                sentences = SentenceStore(layout.root / SENTENCES_FILE, model)
+            run = _Run(store, vectors, embedder, chunker, settings.embedding.batch_size, progress, summary, sentences)
             for source in sources:
                 try:
                     run.apply(source)
@@ -239,6 +252,8 @@ def ingest(
                                             "(ingest.allow_partial).")
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
+            if sentences is not None:
+                sentences.close()
             changed = summary.added + summary.replaced + summary.deleted > 0
             if previous and not changed:
                 store.discard_after(base)  # the provenance of a run that changed nothing
@@ -279,6 +294,9 @@ def ingest(
                 raise IngestError(f"index {index!r}: the new version failed verification: {report.problems}")
             summary.version = layout.publish(staging, number).name
         except BaseException:
+            if sentences is not None:
+                with contextlib.suppress(Exception):
+                    sentences.close()
             shutil.rmtree(staging, ignore_errors=True)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)

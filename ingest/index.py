@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ingest.manifest import STORE_FILE, VerifyReport, open_store, open_vectors, read_manifest, verify_folder
+from ingest.manifest import (
+    STORE_FILE,
+    VerifyReport,
+    open_store,
+    open_vectors,
+    read_manifest,
+    verify_folder,
+)
+from ingest.sentence_store import SentenceStore
 from ingest.store import ChunkPmids, RecordStore
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -170,6 +178,11 @@ class LoadedIndex:
     def chunk_pmids(self) -> ChunkPmids:
         """Chunk id -> PMID for this version, read once so ranking needs no SQL per hit."""
         return ChunkPmids.read(self.store)
+
+    @cached_property
+    def sentences(self) -> SentenceStore | None:
+        """The sentences and vectors stored at ingest (``ingest.sentence_store``), or ``None`` without them."""
+        return SentenceStore.open(self.folder.parent.parent, self.embedding_model)  # indexes/<name>/
 
     @property
     def embedding_model(self) -> str:

@@ -108,9 +108,9 @@ class ModelLayout:
         return Path(cache_dir).expanduser() / "onnx" / f"{slug}-{digest.hexdigest()[:16]}"
 
 
-def _keyword_model(model: Any) -> Any:
-    """``model`` called with keyword tensors: transformers 5's ``BertModel.forward`` rejects the positional ones that
-    the exporter passes."""
+def keyword_model(model: Any, output: str = "last_hidden_state") -> Any:
+    """``model`` called with keyword tensors, returning its ``output``: transformers 5's ``BertModel.forward``
+    rejects the positional ones that the exporter passes."""
     import torch
 
     class KeywordModel(torch.nn.Module):
@@ -119,20 +119,20 @@ def _keyword_model(model: Any) -> Any:
             self.inner = inner
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+            return getattr(self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                                      token_type_ids=token_type_ids), output)
 
     return KeywordModel(model).eval()
 
 
-def _set_attention(model: Any, implementation: str) -> None:
+def set_attention(model: Any, implementation: str) -> None:
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(implementation)
     else:
         model.config._attn_implementation = implementation
 
 
-def _fuse(path: str, config: Any) -> dict[str, int]:
+def fuse(path: str, config: Any) -> dict[str, int]:
     """Fuse a BERT graph in place with onnxruntime's own transformer optimizer: attention, embedding layer norm,
     skip layer norm and bias-GELU become single onnxruntime operators (measured: batches about 20% faster). Graph
     rewriting only (``opt_level=0``), nothing specific to this CPU. Other model types, or a failed fusion, keep the
@@ -157,7 +157,25 @@ def _fuse(path: str, config: Any) -> dict[str, int]:
         return {}
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
+def export_graph(model: Any, example: Any, path: str, output: str, axes: dict[str, dict[int, str]]) -> dict[str, int]:
+    """Export ``model`` (a transformers BERT model, called with keyword inputs, returning its ``output``) to ONNX at
+    ``path`` with the legacy exporter, then fuse its graph in place (``fuse``); returns the fused operators."""
+    import torch
+
+    attention = model.config._attn_implementation
+    set_attention(model, "eager")  # the plain attention graph, which onnxruntime's BERT fusion recognises
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer and deprecation warnings of the legacy exporter
+            torch.onnx.export(keyword_model(model, output), tuple(example[k] for k in INPUTS), path,
+                              input_names=list(INPUTS), output_names=[output], dynamic_axes=axes,
+                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    finally:
+        set_attention(model, attention)
+    return fuse(path, model.config)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1)
@@ -187,17 +205,7 @@ def export(layout: ModelLayout, folder: Path, max_tokens: int) -> dict:
     os.close(fd)
     try:
         axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, "last_hidden_state")}
-        attention = bert.config._attn_implementation
-        _set_attention(bert, "eager")  # the plain attention graph, which onnxruntime's BERT fusion recognises
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")  # tracer and deprecation warnings of the legacy exporter
-                torch.onnx.export(_keyword_model(bert), tuple(example[k] for k in INPUTS), tmp,
-                                  input_names=list(INPUTS), output_names=["last_hidden_state"], dynamic_axes=axes,
-                                  opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        finally:
-            _set_attention(bert, attention)
-        fused = _fuse(tmp, bert.config)
+        fused = export_graph(bert, example, tmp, "last_hidden_state", axes)
         texts = check_texts()
         candidate = OnnxEmbedder(layout, tmp, max_tokens)
         expected = reference.encode(texts)
@@ -215,7 +223,7 @@ def export(layout: ModelLayout, folder: Path, max_tokens: int) -> dict:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _write_json_atomic(folder / "check.json", check)
+    write_json_atomic(folder / "check.json", check)
     log.info("exported %s to ONNX in %s (min cosine to PyTorch %.6f)", layout.path, folder, check["min_cosine"])
     return check
 
@@ -256,7 +264,7 @@ class OnnxEmbedder:
         self.dimension = layout.dimension
         self.threads = threads
         self._tokenizer = AutoTokenizer.from_pretrained(str(layout.path))
-        self._fast = _fast_tokenizer(self._tokenizer, self.max_tokens)
+        self._fast = fast_tokenizer(self._tokenizer, self.max_tokens)
         self._pad_id = int(self._tokenizer.pad_token_id or 0)
         self._sessions: dict[bool, Any] = {}
 
@@ -276,17 +284,7 @@ class OnnxEmbedder:
 
     def session(self, single: bool) -> Any:
         if single not in self._sessions:
-            options = self._ort.SessionOptions()
-            options.log_severity_level = 3
-            options.inter_op_num_threads = 1
-            # 0 = onnxruntime's default (one thread per physical core). Idle pool threads do not spin: on a
-            # shared machine spinning takes cores from the work running beside the encoder.
-            options.intra_op_num_threads = 1 if single else self.threads
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            # Defaults otherwise: optimisation level, memory arena and pattern, denormals as zero and a saved
-            # pre-optimised graph were each measured within 0.1 ms of them per query (docs/scale.md, "Encoding").
-            self._sessions[single] = self._ort.InferenceSession(self.model_file, options,
-                                                                providers=["CPUExecutionProvider"])
+            self._sessions[single] = open_session(self._ort, self.model_file, 1 if single else self.threads)
         return self._sessions[single]
 
     def encode(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
@@ -317,18 +315,38 @@ class OnnxEmbedder:
 
     def _encode_batch(self, session: Any, encodings: list[Any]) -> np.ndarray:
         """Pooled, normalised vectors of tokenized texts, padded here to the longest of them."""
-        width = max(len(e.ids) for e in encodings)
-        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
-        types, mask = np.zeros_like(ids), np.zeros_like(ids)
-        for row, e in enumerate(encodings):
-            ids[row, :len(e.ids)] = e.ids
-            types[row, :len(e.ids)] = e.type_ids
-            mask[row, :len(e.ids)] = 1
-        hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        inputs = padded_inputs(encodings, self._pad_id)
+        hidden = session.run(None, inputs)[0]
+        mask = inputs["attention_mask"]
         if self.layout.pooling == "cls":
             return _normalise(hidden[:, 0])
         weights = mask[..., None].astype(np.float32)  # mean over the real tokens, as sentence-transformers' Pooling
         return _normalise((hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None))
+
+
+def open_session(ort: Any, model_file: str, threads: int) -> Any:
+    """An onnxruntime CPU session on ``threads`` intra-op threads (0 = onnxruntime's default: one per physical
+    core). Idle pool threads do not spin: on a shared machine spinning takes cores from the work running beside it.
+    Defaults otherwise: optimisation level, memory arena and pattern, denormals as zero and a saved pre-optimised
+    graph were each measured within 0.1 ms of them per query (docs/scale.md, "Encoding")."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model_file, options, providers=["CPUExecutionProvider"])
+
+
+def padded_inputs(encodings: list[Any], pad_id: int) -> dict[str, np.ndarray]:
+    """A BERT model's inputs for tokenized texts (or pairs), padded to the longest of them."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
+    types, mask = np.zeros_like(ids), np.zeros_like(ids)
+    for row, e in enumerate(encodings):
+        ids[row, :len(e.ids)] = e.ids
+        types[row, :len(e.ids)] = e.type_ids
+        mask[row, :len(e.ids)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
 def _normalise(pooled: np.ndarray) -> np.ndarray:
@@ -336,7 +354,7 @@ def _normalise(pooled: np.ndarray) -> np.ndarray:
     return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32, copy=False)
 
 
-def _fast_tokenizer(tokenizer: Any, max_tokens: int) -> Any:
+def fast_tokenizer(tokenizer: Any, max_tokens: int) -> Any:
     """A copy of the model's Rust tokenizer that truncates as ``tokenizer(..., truncation="longest_first",
     max_length=max_tokens)`` does, without padding: called directly, it skips transformers' per-call work (about
     0.35 ms of a query's encode)."""

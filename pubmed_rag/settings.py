@@ -52,6 +52,10 @@ class IngestSettings(_Section):
         False, description="Publish what could be read when a source fails (truncated or malformed file, missing "
         "file); by default the build fails and the served version stays as it was.",
     )
+    sentence_vectors: bool = Field(
+        True, description="Store each new abstract's sentences and their vectors (indexes/<name>/sentences.sqlite) "
+        "so that checking a claim against it embeds only the claim (docs/evaluation.md: the 20-claim check). Not "
+        "with ingest.ray: there the checker embeds the sentences it needs.")
     ray: str = Field("", description="Build on a Ray cluster (Ray Data): '' = one process; 'auto' = the cluster this "
                      "machine belongs to, else a local one; or an address (host:port, ray://host:port). Needs "
                      "pip install 'pubmed-rag[ray]'.")
@@ -226,8 +230,11 @@ class VerifySettings(_Section):
     model: str = Field("", description="Folder of the trained verifier (empty = the shipped models/verifier).")
     rules: bool = Field(True, description="Agreement rules (direction, negation, numbers) turn a verdict into "
                         "'contradicted', with the reason, on a sentence that addresses the claim.")
+    backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="verifier runtime: auto (ONNX Runtime where installed and its export matches PyTorch, "
+        "exported once into paths.cache_dir; else PyTorch); torch; onnx (fails if it cannot). Same verdicts.")
     candidates: int = Field(3, ge=1, le=50, description="Abstract sentences most similar to the claim that the "
-                            "verifier reads.")
+                            "verifier reads together, in the abstract's order.")
     min_similarity: float = Field(0.35, ge=-1, le=1, description="verifier: a claim whose best-matching sentence is "
                                   "less similar than this is 'not enough information' whatever the model reads.")
     contradicted: float = Field(0.6, ge=0, le=1, description="verifier: P(contradicted) of a sentence at or above "

@@ -22,10 +22,11 @@ import re
 import numpy as np
 
 from ingest.embedder import Embedder
+from pubmed_rag.sentences import split_sentences
 from pubmed_rag.settings import AnswerSettings, VerifySettings
 from pubmed_rag.types import Citation, Dropped, Finding, Sentence
 from rag.agreement import direction_reason, negated, negation_cue, numbers_reason, polarity_reason
-from rag.citations import markers, split_sentences, strip_markers
+from rag.citations import markers, strip_markers
 from rag.findings import echoes
 from rag.grading import UNGRADED
 from rag.injection import neutralize

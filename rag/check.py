@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from ingest.index import LoadedIndex
 from pubmed_rag.records import Record
-from rag.citations import split_sentences
+from pubmed_rag.sentences import split_sentences
 from rag.verify import SupportScorer
 
 _PMID = re.compile(r"\[?\s*PMID\s*:?\s*(\d{1,9})\s*\]?", re.I)

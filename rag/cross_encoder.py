@@ -94,16 +94,27 @@ def unpack_trained(path: Path, error: type[Exception] = RuntimeError) -> dict[st
 
 
 def check_weights(folder: str | Path, *, what: str, remedy: str, error: type[Exception] = RuntimeError) -> Path:
-    """The weights file of a model trained here (``folder/trained.safetensors``), checked against the sha256 its
-    training.json records (``rag.training.ship`` writes both). Raises ``error`` naming the file and ``remedy`` when
-    the file is missing or its checksum differs: a damaged file would otherwise mis-score silently."""
+    """The weights file of a model trained here (``folder/trained.safetensors``), checked with every other file the
+    loader reads (config, tokenizer) against the sha256 its training.json records (``rag.training.ship`` writes
+    them; a record from before ``files`` covers the weights alone). Raises ``error`` naming the file and ``remedy``
+    when a file is missing or its checksum differs: a damaged file would otherwise mis-score silently."""
     weights = Path(folder) / TRAINED_FILE
     if not weights.is_file():
         raise error(f"{what} weights not found: {weights}. {remedy}")
     record = Path(folder) / "training.json"
-    expected = json.loads(record.read_text(encoding="utf-8")).get("sha256") if record.is_file() else None
-    if expected and _sha256(weights) != expected:
-        raise error(f"{what} weights {weights} are corrupted (checksum differs from training.json). {remedy}")
+    metadata = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    expected = dict(metadata.get("files") or {})
+    if not expected and metadata.get("sha256"):
+        expected = {TRAINED_FILE: metadata["sha256"]}
+    for name, digest in sorted(expected.items(), key=lambda kv: kv[0] != TRAINED_FILE):
+        path = Path(folder) / name
+        if not path.is_file():
+            raise error(f"{what} file {path} is missing (training.json lists it). {remedy}")
+        if _sha256(path) != digest:
+            kind = "weights" if name == TRAINED_FILE else "file"
+            raise error(f"{what} {kind} {path} are corrupted (checksum differs from training.json). {remedy}"
+                        if kind == "weights" else
+                        f"{what} file {path} is corrupted (checksum differs from training.json). {remedy}")
     return weights
 
 

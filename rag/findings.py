@@ -19,10 +19,9 @@ import numpy as np
 
 from ingest.embedder import Embedder
 from pubmed_rag.records import section_category
+from pubmed_rag.sentences import is_instruction, split_sentences
 from pubmed_rag.settings import AnswerSettings
 from pubmed_rag.types import Evidence, Finding
-from rag.citations import split_sentences
-from rag.injection import is_instruction
 
 # An all-capitals label opening a section inside plain text ("BACKGROUND: ...", "MATERIALS AND METHODS: ...").
 _INLINE_LABEL = re.compile(r"(?:^|(?<=[.!?]\s)|(?<=[.!?]))\s*([A-Z][A-Z0-9 ,/&()'\-]{2,60}):\s+")

@@ -21,11 +21,12 @@ import numpy as np
 
 from ingest.embedder import Embedder, load_embedder
 from ingest.index import LoadedIndex
+from pubmed_rag.sentences import split_sentences
 from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
 from pubmed_rag.types import ABSTAIN_TEXT, Answer, Citation, Evidence, Sentence, Timings
 from rag.bottom_line import STOP, BottomLineChecker, build_prompt
 from rag.bottom_line import SYSTEM as BOTTOM_LINE_SYSTEM
-from rag.citations import markers, split_sentences, strip_markers
+from rag.citations import markers, strip_markers
 from rag.findings import FindingExtractor, SentenceScorer
 from rag.generation import Generator, load_generator
 from rag.phi import redact
@@ -65,7 +66,8 @@ class Asker:
         self.embedder = embedder or load_embedder(self.index.embedding_model, self.index.max_tokens,
                                                    self.settings.embedding.backend, self.settings.paths.cache_dir)
         self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval)
-        self.scorer = SupportScorer(self.embedder, self.settings.verify)
+        self.scorer = SupportScorer(self.embedder, self.settings.verify, cache_dir=self.settings.paths.cache_dir,
+                                     sentences=self.index.sentences)
         self.findings = (FindingExtractor(sentence_scorer, self.settings.answer) if sentence_scorer
                          else finding_extractor(self.settings.answer, self.embedder))
         self._generator = generator

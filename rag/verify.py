@@ -14,6 +14,8 @@ address the claim; a rule that fires makes the verdict "contradicted", with the 
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,13 +24,15 @@ from typing import Any, Literal
 import numpy as np
 
 from ingest.embedder import Embedder
-from pubmed_rag.settings import VerifySettings
+from ingest.sentence_store import SentenceStore
+from pubmed_rag.sentences import evidence_sentences
+from pubmed_rag.settings import PathSettings, VerifySettings
 from pubmed_rag.threads import few_threads
 from rag.agreement import disagreement
-from rag.citations import split_sentences, strip_markers
+from rag.citations import strip_markers
 from rag.cross_encoder import check_weights, load_cross_encoder
-from rag.injection import is_instruction
 
+log = logging.getLogger(__name__)
 Label = Literal["supported", "contradicted", "not enough information"]
 LABELS: tuple[Label, ...] = ("supported", "contradicted", "not enough information")
 Verdict = Literal["supported", "weak", "unsupported"]  # the similarity-only verdict of ``verdict(score)``
@@ -69,6 +73,33 @@ def verifier_path(settings: VerifySettings) -> Path:
     return Path(settings.model) if settings.model else SHIPPED
 
 
+@lru_cache(maxsize=4)
+def scoring_model(path: str, backend: str, cache_dir: str) -> Any:
+    """What scores pairs: the verifier at ``path`` on ONNX Runtime (``backend`` auto or onnx) or PyTorch."""
+    model = load_verifier(path)
+    if backend == "torch":
+        return model
+    from ingest.onnx_embedder import OnnxUnavailable
+    from rag.onnx_cross_encoder import load_onnx
+
+    record = json.loads((Path(path) / "training.json").read_text(encoding="utf-8")) \
+        if (Path(path) / "training.json").is_file() else {}
+    try:
+        return load_onnx(model, "verifier", record.get("sha256", "") or _digest(Path(path)), Path(cache_dir))
+    except OnnxUnavailable as exc:
+        if backend == "onnx":
+            raise VerifierError(f"{exc.reason}; use verify.backend torch (PUBMED_RAG_VERIFY__BACKEND=torch)") from exc
+        log.info("verifier on PyTorch: %s", exc.reason)
+        return model
+
+
+def _digest(folder: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((folder / "trained.safetensors").read_bytes()).hexdigest() \
+        if (folder / "trained.safetensors").is_file() else str(folder.resolve())
+
+
 @lru_cache(maxsize=2)
 def load_verifier(path: str) -> Any:
     """The trained CrossEncoder at ``path``, checked against its recorded checksum; loads offline."""
@@ -86,26 +117,36 @@ def load_verifier(path: str) -> Any:
 class SupportScorer:
     """Scores (claim, abstract) pairs; abstract sentences and their embeddings are cached per text."""
 
-    def __init__(self, embedder: Embedder, settings: VerifySettings, model: Any = None) -> None:
+    def __init__(self, embedder: Embedder, settings: VerifySettings, model: Any = None,
+                 cache_dir: Path | None = None, sentences: SentenceStore | None = None) -> None:
         self.embedder = embedder
         self.settings = settings
+        self.sentences = sentences  # the index's stored sentence vectors (ingest.sentence_store), if any
         self._cache: dict[str, tuple[list[str], np.ndarray]] = {}
         self._pairs: dict[tuple[str, str], np.ndarray] = {}  # (claim, sentence) -> verifier logits
         self._claims: dict[str, np.ndarray] = {}
         self.model = model
         if model is None and settings.scorer == "verifier":
-            self.model = load_verifier(str(verifier_path(settings)))
+            cache = cache_dir if cache_dir is not None else PathSettings().cache_dir
+            self.model = scoring_model(str(verifier_path(settings)), settings.backend, str(cache))
 
     def _embed_texts(self, texts: list[str]) -> None:
-        """Split and embed the sentences of every text not cached yet, in one call."""
+        """The sentences and vectors of every text not cached yet: stored at ingest where the index has them, else
+        split and embedded here in one call (rounded to float16 as stored ones are, so verdicts are the same)."""
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if not todo:
             return
+        if self.sentences is not None:
+            self._cache.update({t: (sentences, vectors.astype(np.float32))
+                                for t, (sentences, vectors) in self.sentences.get_many(todo).items()})
+            todo = [t for t in todo if t not in self._cache]
+            if not todo:
+                return
         # Sentences that address the model are not evidence and cannot support a claim.
-        split = [[s for s in split_sentences(t) if not is_instruction(s)] or [t] for t in todo]
+        split = [evidence_sentences(t) for t in todo]
         flat = [s for sentences in split for s in sentences]
         with few_threads(len(flat), SMALL_CALL):
-            vectors = self.embedder.encode(flat)
+            vectors = np.asarray(self.embedder.encode(flat)).astype(np.float16).astype(np.float32)
         offsets = np.cumsum([0] + [len(sentences) for sentences in split])
         for n, (text, sentences) in enumerate(zip(todo, split, strict=True)):
             self._cache[text] = (sentences, vectors[offsets[n]:offsets[n + 1]])
@@ -136,7 +177,7 @@ class SupportScorer:
         parsed = [self._cache[t] for _, t in pairs]
         sims = [vecs @ claim_vecs[n] for n, (_, vecs) in enumerate(parsed)]
         candidates = [[int(c) for c in np.argsort(-sim, kind="stable")[:self.settings.candidates]] for sim in sims]
-        probs = self._predict([(clean[n], [parsed[n][0][c] for c in cand]) for n, cand in enumerate(candidates)]) \
+        probs = self._predict([(clean[n], reading(parsed[n][0], cand)) for n, cand in enumerate(candidates)]) \
             if self.model is not None else None
         out = []
         for n, (sentences, _) in enumerate(parsed):
@@ -152,7 +193,7 @@ class SupportScorer:
         """A scorer with some settings changed that shares this one's caches (and model, where both use it)."""
         settings = self.settings.model_copy(update=changes)
         model = self.model if settings.scorer == "verifier" else None
-        other = SupportScorer(self.embedder, settings, model=model)
+        other = SupportScorer(self.embedder, settings, model=model, sentences=self.sentences)
         other._cache, other._pairs, other._claims = self._cache, self._pairs, self._claims
         return other
 
@@ -172,64 +213,52 @@ class SupportScorer:
         return "unsupported"
 
     # -- the two scorers -------------------------------------------------------------------------------------------
-    def _predict(self, groups: list[tuple[str, list[str]]]) -> list[np.ndarray]:
-        """Verifier probabilities for each (claim, candidate sentences): arrays of candidates x labels; the pairs
-        not seen before go through the model in one batched call."""
-        pairs = [(claim, sentence) for claim, sentences in groups for sentence in sentences]
+    def _predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Verifier probabilities (pairs x labels) for (claim, text) pairs; the pairs not seen before go through the
+        model in one batched call, shortest first (less padding)."""
         todo = sorted({p for p in pairs if p not in self._pairs}, key=lambda p: (len(p[0]) + len(p[1]), p))
         if todo:
             if len(self._pairs) > 100_000:
                 self._pairs.clear()
             with few_threads(len(todo), SMALL_CALL):
-                predicted = self.model.predict(todo, batch_size=32, show_progress_bar=False, convert_to_numpy=True)
+                predicted = self.model.predict(todo, batch_size=16, show_progress_bar=False, convert_to_numpy=True)
             self._pairs.update(zip(todo, np.asarray(predicted, dtype=np.float64), strict=True))
         logits = np.stack([self._pairs[p] for p in pairs])
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        out, n = [], 0
-        for _, sentences in groups:
-            out.append(probs[n:n + len(sentences)])
-            n += len(sentences)
-        return out
+        return probs / probs.sum(axis=1, keepdims=True)
 
     def _verified(self, claim: str, sentences: list[str], cand: list[int], probs: np.ndarray,
                   score: float) -> Support:
+        """The verdict on the candidate sentences read together (``probs``: one row of ``_predict``)."""
         cfg = self.settings
-        addressed = probs[:, 0] + probs[:, 1]  # the sentence speaks to the claim, one way or the other
-        p_support, p_contra = float(probs[:, 0].max()), float(probs[:, 1].max())
+        p = {name: round(float(probs[n]), 4) for n, name in enumerate(LABELS)}
+        p_support, p_contra = float(probs[0]), float(probs[1])
+        deciding = [sentences[c] for c in cand]  # most similar first
         if score < cfg.min_similarity:
             # Similarity tells "not about this" better than the small model does (docs/evaluation.md).
-            p = {name: round(float(probs[0, n]), 4) for n, name in enumerate(LABELS)}
             reason = (f"the abstract does not address the claim: best similarity {score:.2f} is below "
                       f"verify.min_similarity {cfg.min_similarity:.2f}")
-            return _support(score, [sentences[cand[0]]], "not enough information", 1 - max(p_support, p_contra), p,
-                            reason, "", "verifier")
-        # The strongest single sentence decides, for contradiction as for support.
+            return _support(score, deciding[:1], "not enough information", 1 - max(p_support, p_contra), p, reason,
+                            "", "verifier")
         if p_contra >= cfg.contradicted and p_contra >= p_support:
-            top, label, prob = int(np.argmax(probs[:, 1])), "contradicted", p_contra
-            reason = f"the verifier reads this sentence as contradicting the claim (p={p_contra:.2f})"
+            label, prob = "contradicted", p_contra
+            reason = f"the verifier reads these sentences as contradicting the claim (p={p_contra:.2f})"
         elif p_support >= cfg.supported_probability:
-            top, label, prob = int(np.argmax(probs[:, 0])), "supported", p_support
-            reason = f"the verifier reads this sentence as supporting the claim (p={p_support:.2f})"
+            label, prob = "supported", p_support
+            reason = f"the verifier reads these sentences as supporting the claim (p={p_support:.2f})"
         else:
-            top = int(np.argmax(addressed))
-            label, prob = "not enough information", 1 - max(p_support, p_contra)
-            reason = (f"no sentence clearly addresses the claim (best: supports p={p_support:.2f}, "
+            label, prob = "not enough information", float(probs[2])
+            reason = (f"the sentences most similar to the claim do not settle it (supports p={p_support:.2f}, "
                       f"contradicts p={p_contra:.2f})")
-        rule = ""
-        if label != "contradicted" and cfg.rules:
-            for n in np.argsort(-addressed, kind="stable"):
-                if addressed[n] < 0.5:
-                    break
-                fired = disagreement(claim, sentences[cand[n]], " ".join(sentences))
+        if label != "contradicted" and cfg.rules and p_support + p_contra >= 0.5:
+            # The rules read only text the model says addresses the claim, one sentence at a time.
+            for c in cand:
+                fired = disagreement(claim, sentences[c], " ".join(sentences))
                 if fired:
-                    # A rule decides only on a sentence that addresses the claim: its probability is that of
-                    # "addressed" (supports + contradicts), which the rule then reads as contradiction.
-                    top, label, prob, (rule, reason) = int(n), "contradicted", float(addressed[n]), fired
-                    break
-        p = {name: round(float(probs[top, n]), 4) for n, name in enumerate(LABELS)}
-        others = [n for n in np.argsort(-addressed, kind="stable") if n != top and addressed[n] >= 0.5]
-        return _support(score, [sentences[cand[n]] for n in [top, *others]], label, prob, p, reason, rule, "verifier")
+                    deciding = [sentences[c]] + [d for d in deciding if d != sentences[c]]
+                    return _support(score, deciding, "contradicted", p_support + p_contra, p, fired[1], fired[0],
+                                    "verifier")
+        return _support(score, deciding, label, prob, p, reason, "", "verifier")
 
     def _cosine(self, claim: str, sentences: list[str], cand: list[int], sims: np.ndarray, score: float) -> Support:
         cfg = self.settings
@@ -248,6 +277,11 @@ class SupportScorer:
             return _support(score, deciding, "supported", p_support, p, reason, "")
         reason = f"best similarity {score:.2f} is below verify.supported {cfg.supported:.2f}"
         return _support(score, [sentences[cand[0]]], "not enough information", 1 - p_support, p, reason, "")
+
+
+def reading(sentences: list[str], chosen: list[int]) -> str:
+    """What the verifier reads: the chosen sentences in the abstract's own order."""
+    return " ".join(sentences[i] for i in sorted(set(chosen)))
 
 
 def _support(score: float, deciding: list[str], label: Label, prob: float, p: dict[str, float], reason: str,

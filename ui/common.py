@@ -47,7 +47,7 @@ def _scorer(index: str, folder: str, settings_json: str) -> tuple[LoadedIndex, S
     s = Settings.model_validate_json(settings_json)
     loaded = LoadedIndex(s.paths.index_dir, index)
     embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, s.embedding.backend, s.paths.cache_dir)
-    return loaded, SupportScorer(embedder, s.verify)
+    return loaded, SupportScorer(embedder, s.verify, cache_dir=s.paths.cache_dir, sentences=loaded.sentences)
 
 
 def index_picker(key: str) -> str | None:

@@ -20,7 +20,7 @@ def calibrate_support(pqal_path: Path, scorer, seed: int = 0, n: int = 0) -> dic
 
     import numpy as np
 
-    from rag.citations import split_sentences
+    from pubmed_rag.sentences import split_sentences
 
     data = json.loads(Path(pqal_path).read_text(encoding="utf-8"))
     items = list(data.values())

@@ -171,10 +171,18 @@ def ship(model: Any, out_dir: Path, card: str, metadata: dict[str, Any]) -> Path
     state = {k: v.detach().cpu().half().float().numpy() for k, v in model.transformers_model.state_dict().items()}
     pack_trained(state, out_dir / TRAINED_FILE)
     (out_dir / "README.md").write_text(card, encoding="utf-8")
-    # The loader checks this checksum, so a damaged weights file is reported instead of silently mis-scoring.
-    metadata = {**metadata, "sha256": hashlib.sha256((out_dir / TRAINED_FILE).read_bytes()).hexdigest()}
+    # The loader checks these checksums (every file it reads), so a damaged file is reported instead of silently
+    # mis-scoring.
+    metadata = {**metadata, "sha256": hashlib.sha256((out_dir / TRAINED_FILE).read_bytes()).hexdigest(),
+                "files": loader_checksums(out_dir)}
     (out_dir / "training.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir
+
+
+def loader_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file a shipped cross-encoder's loader reads (all but README.md and training.json)."""
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(folder).iterdir())
+            if f.is_file() and f.name not in ("README.md", "training.json")}
 
 
 def progress_printer(task: str, examples: int, config: TrainConfig, started: float,

@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pubmed_rag.sentences import split_sentences
 from pubmed_rag.types import Evidence, Finding
 from rag.bottom_line import SYSTEM, BottomLineChecker, build_prompt
-from rag.citations import split_sentences, strip_markers
+from rag.citations import strip_markers
 from rag.evaluation.datasets import bioasq_answer_questions
 from rag.evaluation.metrics import rouge
 

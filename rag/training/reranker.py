@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rag.citations import split_sentences
+from pubmed_rag.sentences import split_sentences
 from rag.training import (
     MODELS,
     Example,

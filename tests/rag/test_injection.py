@@ -3,7 +3,8 @@ from __future__ import annotations
 import gzip
 import json
 
-from rag.injection import REMOVED, is_instruction, neutralize
+from pubmed_rag.sentences import is_instruction
+from rag.injection import REMOVED, neutralize
 from tests.conftest import SAMPLE
 
 

@@ -1,4 +1,5 @@
-"""``pubmed-rag train verifier`` end to end on a tiny slice of the shared data: seeded and deterministic."""
+"""``pubmed-rag train verifier`` end to end on real claim-verification records (tests/fixtures/claim_data): seeded and
+deterministic; it never writes over the shipped model unless asked."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from rag.training.verifier import (
     CONTRADICTED,
     NEI,
     SUPPORTED,
-    build_examples,
-    change_number,
+    balanced_weights,
+    build_claim_examples,
+    calibration_items,
     contradict,
-    restate,
 )
-from tests.conftest import ROOT
+from tests.conftest import FIXTURES, ROOT
 from ui.cli import main
 
 DATA = ROOT.parent / "shared" / "data"
+CLAIM_DATA = FIXTURES / "claim_data"
 needs_data = pytest.mark.skipif(not (DATA / "citation_integrity").is_dir(), reason="../shared/data is absent")
 
 
@@ -34,24 +36,30 @@ def test_contradictions_are_made_from_real_sentences():
         "Obesity was associated with asthma control.", "Obesity was not associated with asthma control.")
     assert contradict("We failed to find an association.", rng) == ("We managed to find an association.",
                                                                     "negation-removed")
-    changed = change_number("Mortality was 32% with cirrhosis (p = 0.03).", random.Random(2))
-    assert changed and changed != "Mortality was 32% with cirrhosis (p = 0.03)." and "cirrhosis" in changed
-    assert restate("These data suggest that X reduced Y in adults (n = 20).") == "X reduced Y in adults."
 
 
-@needs_data
-def test_examples_cover_every_source_with_three_labels():
-    examples = build_examples(DATA, seed=13, limit=3)
-    sources = {e.source for e in examples}
-    assert {"citint-support", "citint-refute", "citint-nei", "pubmedqa-support", "pubmedqa-nei-other"} <= sources
+def test_examples_see_each_pair_three_ways_and_leave_calibration_claims_out():
+    examples = build_claim_examples(CLAIM_DATA, seed=13)
+    assert examples == build_claim_examples(CLAIM_DATA, seed=13)
+    sources = {e.source.rsplit("-", 1)[0] for e in examples}
+    assert sources == {"scifact", "healthver", "check-covid", "citation-integrity"}
     assert {e.label for e in examples} == {SUPPORTED, CONTRADICTED, NEI}
-    assert examples == build_examples(DATA, seed=13, limit=3)
+    claim = "1 in 5 million in UK have abnormal PrP positivity."  # SciFact train, CONTRADICT, rationale sentence 4
+    views = [e for e in examples if e.first == claim]
+    assert len(views) >= 2 and views[0].label == CONTRADICTED
+    assert views[0].second.startswith("RESULTS Of the 32,441 appendix samples")  # the rationale sentence alone
+    assert max(len(v.second) for v in views) > 3 * len(views[0].second)  # and the abstract, cut by the tokenizer
+    held_out = {i.claim for i in calibration_items(CLAIM_DATA)}
+    assert held_out and not held_out & {e.first for e in examples}
+    weights = balanced_weights(examples)
+    assert abs(sum(w * sum(e.label == c for e in examples) for c, w in enumerate(weights)) / len(examples) - 1) < 0.01
 
 
-def train_tiny(task: str, out, capsys, limit: int, seed: int = 5) -> dict:
+def train_tiny(task: str, out, capsys, limit: int, seed: int = 5, data=None) -> dict:
     """``pubmed-rag train TASK`` on a tiny slice into ``out``; its training.json plus the model card and the rebuilt
     weights (checked for the summary, the seed and the card on the way)."""
-    code = main(["train", task, "--data", str(DATA), "--out", str(out), "--limit", str(limit), "--seed", str(seed),
+    data = data or (CLAIM_DATA if task == "verifier" else DATA)
+    code = main(["train", task, "--data", str(data), "--out", str(out), "--limit", str(limit), "--seed", str(seed),
                  "--max-length", "48", "--no-eval"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
@@ -92,7 +100,6 @@ def assert_same_training(a: dict, b: dict) -> None:
     assert difference_ratio(a, b) <= 0.05
 
 
-@needs_data
 def test_train_verifier_tiny_slice_is_deterministic(tmp_path, capsys):
     a, b = train_tiny_twice("verifier", tmp_path, capsys)
     assert a["labels"][1] == "contradicted" and a["card"].startswith("# pubmed-rag citation verifier")
@@ -100,3 +107,28 @@ def test_train_verifier_tiny_slice_is_deterministic(tmp_path, capsys):
     # Another seed draws another head and other dropout masks: the comparison above tells it apart.
     other = train_tiny("verifier", tmp_path / "other", capsys, limit=2, seed=6)
     assert difference_ratio(a, other) > 0.5
+
+
+def test_training_never_writes_over_the_shipped_verifier_unless_asked(tmp_path, capsys, monkeypatch):
+    import rag.training
+    from rag.cross_encoder import check_weights
+    from rag.verify import SHIPPED
+
+    assert main(["train", "verifier", "--data", str(CLAIM_DATA), "--out", str(SHIPPED), "--limit", "1"]) == 2
+    assert "holds the shipped verifier; train into a new folder" in capsys.readouterr().err
+    assert main(["train", "verifier", "--replace-shipped", "--out", str(tmp_path / "x")]) == 2
+    capsys.readouterr()
+    # Asked for: it writes the shipped folder (here a stand-in for models/), with a checksum of every loaded file.
+    monkeypatch.setattr(rag.training, "MODELS", tmp_path)
+    (tmp_path / "verifier").mkdir()
+    (tmp_path / "verifier" / "training.json").write_text("{}")
+    assert main(["train", "verifier", "--data", str(CLAIM_DATA), "--replace-shipped", "--limit", "1",
+                 "--max-length", "32", "--no-eval"]) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == str(tmp_path / "verifier")
+    record = json.loads((tmp_path / "verifier" / "training.json").read_text())
+    assert {"trained.safetensors", "tokenizer.json", "config.json", "tokenizer_config.json"} <= set(record["files"])
+    check_weights(tmp_path / "verifier", what="verifier", remedy="")
+    with open(tmp_path / "verifier" / "tokenizer.json", "a") as handle:
+        handle.write(" ")
+    with pytest.raises(RuntimeError, match="tokenizer.json is corrupted"):
+        check_weights(tmp_path / "verifier", what="verifier", remedy="")

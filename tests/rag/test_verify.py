@@ -92,3 +92,25 @@ def test_corrupted_or_missing_weights_name_the_cosine_fallback(embedder, tmp_pat
     weights.unlink()
     with pytest.raises(VerifierError, match="not found.*verify.scorer cosine"):
         SupportScorer(embedder, VerifySettings(model=str(broken)))
+
+
+def test_same_verdicts_with_stored_sentences_and_on_either_runtime(embedder, sygma, small_index_dir, tmp_path):
+    from rag.verify import scoring_model, verifier_path
+
+    index = LoadedIndex(small_index_dir, "small")
+    settings = VerifySettings()
+    cache = str(tmp_path / "cache")
+    path = str(verifier_path(settings))
+    torch_model, onnx_model = scoring_model(path, "torch", cache), scoring_model(path, "onnx", cache)
+    assert getattr(onnx_model, "backend", "") == "onnx" and (tmp_path / "cache" / "onnx").is_dir()
+    claims = [NONINFERIOR, LOWER, UNRELATED]
+    runs = [SupportScorer(embedder, settings, model=torch_model).score_pairs([(c, sygma) for c in claims]),
+            SupportScorer(embedder, settings, model=torch_model, sentences=index.sentences)
+            .score_pairs([(c, sygma) for c in claims]),
+            SupportScorer(embedder, settings, model=onnx_model, sentences=index.sentences)
+            .score_pairs([(c, sygma) for c in claims])]
+    assert [[s.label for s in run] for run in runs] == [["contradicted", "supported", "not enough information"]] * 3
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run, strict=True):
+            assert a.score == b.score and a.sentences == b.sentences
+            assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) <= 1e-3

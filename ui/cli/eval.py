@@ -8,8 +8,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pubmed_rag.settings import Settings
+from rag.evaluation.claim_sets import DATASETS as CLAIM_SETS
 
 SHARED = Path("..") / "shared" / "data"
 
@@ -23,19 +25,24 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
     """Add the ``eval`` subcommand; ``add_common_flags`` adds the flags every subcommand shares."""
     p = sub.add_parser("eval", help="evaluate retrieval, QA, support calibration or citation verdicts")
     p.add_argument("task", choices=["retrieval", "reranking", "qa", "calibrate", "verify", "answers"])
-    p.add_argument("--dataset", default="pubmedqa",
-                   choices=["bioasq", "pubmedqa", "bioasq-yesno", "citation-integrity"])
+    p.add_argument("--dataset", choices=["bioasq", "pubmedqa", "bioasq-yesno", *CLAIM_SETS, "all"],
+                   help="retrieval/qa/answers: bioasq, pubmedqa (default) or bioasq-yesno; verify: a claim-"
+                   "verification set, or all (default) for the four side by side")
     p.add_argument("--pqal", type=Path, default=SHARED / "pubmedqa" / "ori_pqal.json",
                    help="calibrate: PubMedQA-L file (conclusions vs own and random abstracts)")
     p.add_argument("--corpus", type=Path, help="retrieval/qa: abstracts (default: the shared corpus); verify: the "
-                   "SciFact-format corpus.jsonl (default: Citation-Integrity's)")
-    p.add_argument("--claims", type=Path, help="verify: SciFact-format claims file (default: Citation-Integrity "
-                   "claims_<split>.jsonl)")
-    p.add_argument("--split", default="dev", choices=["dev", "train"], help="verify: Citation-Integrity split")
+                   "corpus file of --claims (SciFact's corpus.jsonl or Check-COVID's corpus.json)")
+    p.add_argument("--claims", type=Path, help="verify: a claims file in SciFact's format (SciFact, HealthVer, "
+                   "Citation-Integrity) or Check-COVID's, instead of --dataset")
+    p.add_argument("--split", default="dev", choices=["dev", "train"], help="verify: which split of --dataset")
+    p.add_argument("--data", type=Path, default=SHARED, help=f"verify: the shared data folder (default: {SHARED})")
     p.add_argument("--scorers", default="cosine,cosine+rules,verifier,verifier+rules",
                    help="verify: comma-separated scorers, side by side")
     p.add_argument("--tune", action="store_true",
-                   help="verify: also grid-search the verifier's thresholds on these claims (use a dev split)")
+                   help="verify: choose the verifier's reading width and thresholds on the calibration claims (train "
+                   "claims held out of training) and score with them, instead of the settings' values")
+    p.add_argument("--pubmedqa-checks", dest="pubmedqa_checks", action="store_true",
+                   help="verify: also PubMedQA-L calibration AUCs and synthetic flips (--pubmedqa file)")
     p.add_argument("--bioasq", type=Path, nargs="+",
                    help=f"BioASQ golden files (default: {SHARED / 'bioasq'}/Task*/*_golden.json)")
     p.add_argument("--pubmedqa", type=Path, default=SHARED / "pubmedqa" / "test_set.json")
@@ -80,6 +87,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.task == "verify":
         return run_verify(args, settings)
+    args.dataset = args.dataset or "pubmedqa"
+    if args.dataset not in ("bioasq", "pubmedqa", "bioasq-yesno"):
+        print(f"error: eval {args.task} takes --dataset bioasq, pubmedqa or bioasq-yesno", file=sys.stderr)
+        return 2
     if args.task == "answers":  # before any index is built or model loaded
         from rag.evaluation.answers import ANSWER_SETTINGS, GENERATOR_SETTINGS, SCORER_SETTINGS
 
@@ -169,27 +180,46 @@ def run_qa(asker, questions, dataset: str, settings: list[str], max_new_tokens: 
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
-    """``eval verify``: citation verdicts on a SciFact-format claims file, scorers side by side, plus PubMedQA-L
-    calibration AUCs (``--pubmedqa``, by default the official test split, which the verifier never trains on)."""
+    """``eval verify``: citation verdicts on one claim-verification set (or all four, or any file in one of their
+    formats), scorers side by side; Citation-Integrity's REFUTE kinds apart."""
     from tqdm import tqdm
 
     from ingest.embedder import load_embedder
     from rag.evaluation import calibrate_support
-    from rag.evaluation.scifact import load_scifact
-    from rag.evaluation.verify import SCORERS, evaluate_verify, markdown, synthetic_flips, tune_thresholds
+    from rag.evaluation.claim_sets import ClaimSetError, load_claims, load_dataset
+    from rag.evaluation.verify import (
+        SCORERS,
+        choose_settings,
+        evaluate_verify,
+        kinds_markdown,
+        markdown,
+        synthetic_flips,
+    )
+    from rag.training.verifier import calibration_items
     from rag.verify import SupportScorer, VerifierError
 
-    if args.dataset not in ("citation-integrity", "pubmedqa") and not args.claims:
-        print("error: eval verify takes --dataset citation-integrity or --claims FILE", file=sys.stderr)
+    if bool(args.claims) != bool(args.corpus):
+        print("error: eval verify takes --claims FILE and --corpus FILE together", file=sys.stderr)
         return 2
-    citint = SHARED / "citation_integrity"
-    claims = args.claims or citint / f"claims_{args.split}.jsonl"
-    corpus = args.corpus or citint / "corpus.jsonl"
+    dataset = args.dataset or "all"
+    if not args.claims and dataset not in (*CLAIM_SETS, "all"):
+        print(f"error: eval verify takes --dataset {'|'.join(CLAIM_SETS)}|all, or --claims FILE --corpus FILE",
+              file=sys.stderr)
+        return 2
     names = [n.strip() for n in args.scorers.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCORERS]
     if unknown:
         print(f"error: unknown scorer(s) {unknown}; choose among {', '.join(SCORERS)}", file=sys.stderr)
         return 2
+    try:
+        if args.claims:
+            sets = {args.claims.name: load_claims(args.claims, args.corpus)}
+        else:
+            sets = {name: load_dataset(name, args.split, args.data)
+                    for name in (CLAIM_SETS if dataset == "all" else (dataset,))}
+    except ClaimSetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens, settings.embedding.backend,
                              settings.paths.cache_dir)
     bars: dict[str, tqdm] = {}
@@ -199,38 +229,51 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
             bars[name] = tqdm(desc=name, file=sys.stderr, disable=False)
         bars[name].update(n)
 
+    results: dict[str, Any] = {"split": None if args.claims else args.split, "datasets": {}}
     try:
-        results = evaluate_verify(claims, corpus, embedder, settings, names, progress=progress, n=args.n or 0)
-        for bar in bars.values():
-            bar.close()
-        print(markdown(results))
-        results["pubmedqa_calibration"] = {}
-        base = SupportScorer(embedder, settings.verify.model_copy(update={"scorer": "cosine"}))
-        for name in names:
-            scorer = base.variant(**SCORERS[name])  # abstract embeddings and model outputs are shared
-            started = time.perf_counter()
-            cal = calibrate_support(args.pubmedqa, scorer, n=args.n or 0)
-            cal["seconds"] = round(time.perf_counter() - started, 1)
-            results["pubmedqa_calibration"][name] = cal
-            print(f"PubMedQA-L calibration ({args.pubmedqa.name}), {name}: AUC own vs random {cal['auc']:.3f}, "
-                  f"own vs on-topic {cal['auc_hard']:.3f}; verdicts {cal['verdicts']}")
-        results["synthetic_flips"] = {}
-        for name in names:
-            flips = synthetic_flips(args.pubmedqa, base.variant(**SCORERS[name]), n=args.n or 0)
-            results["synthetic_flips"][name] = flips
-            print(f"flipped conclusions ({args.pubmedqa.name}, {flips['n']}), {name}: original kept supported "
-                  f"{flips['original_supported']:.1%}, flipped called contradicted {flips['flipped_contradicted']:.1%}"
-                  f", flipped still supported {flips['flipped_supported']:.1%}")
-        if args.tune and {"verifier", "verifier+rules"} & set(names):
-            name = "verifier+rules" if "verifier+rules" in names else "verifier"  # the default, rules on
-            scorer = base.variant(**SCORERS[name])
-            items = load_scifact(claims, corpus)
-            results["tuning"] = tune_thresholds(items[: args.n] if args.n else items, scorer)
-            print(f"threshold choice ({name}): {json.dumps(results['tuning']['best'])}, "
-                  f"meets targets: {results['tuning']['meets_targets']}")
+        tuned: dict[str, dict[str, Any]] = {}
+        if args.tune:
+            calibration = calibration_items(args.data)
+            for name in [n for n in names if n.startswith("verifier")]:
+                scorer = SupportScorer(embedder, settings.verify.model_copy(update=SCORERS[name]),
+                                       cache_dir=settings.paths.cache_dir)
+                chosen = choose_settings(calibration, scorer)["best"]
+                tuned[name] = {k: chosen[k] for k in ("candidates", "min_similarity", "contradicted",
+                                                      "supported_probability")}
+                print(f"{name}: chosen on {len(calibration)} calibration claims: {json.dumps(tuned[name])}")
+            results["tuned"] = tuned
+        for set_name, items in sets.items():
+            items = items[: args.n] if args.n else items
+            result = evaluate_verify(items, embedder, settings, names, progress=progress, tuned=tuned)
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            results["datasets"][set_name] = result
+            print(f"\n## {set_name} ({args.split if not args.claims else 'file'}, {len(items)} pairs)\n")
+            print(markdown(result))
+            for name, m in result["scorers"].items():
+                if m.get("refute_kinds"):
+                    print(f"\nREFUTE kinds, {name}:\n\n{kinds_markdown(m)}")
+        if args.pubmedqa_checks:
+            base = SupportScorer(embedder, settings.verify.model_copy(update={"scorer": "cosine"}))
+            results["pubmedqa_calibration"], results["synthetic_flips"] = {}, {}
+            for name in names:
+                scorer = base.variant(**SCORERS[name])  # abstract embeddings and model outputs are shared
+                started = time.perf_counter()
+                cal = calibrate_support(args.pubmedqa, scorer, n=args.n or 0)
+                cal["seconds"] = round(time.perf_counter() - started, 1)
+                results["pubmedqa_calibration"][name] = cal
+                print(f"PubMedQA-L calibration ({args.pubmedqa.name}), {name}: AUC own vs random {cal['auc']:.3f}, "
+                      f"own vs on-topic {cal['auc_hard']:.3f}; verdicts {cal['verdicts']}")
+                flips = synthetic_flips(args.pubmedqa, scorer, n=args.n or 0)
+                results["synthetic_flips"][name] = flips
+                print(f"flipped conclusions ({args.pubmedqa.name}, {flips['n']}), {name}: original kept supported "
+                      f"{flips['original_supported']:.1%}, flipped called contradicted "
+                      f"{flips['flipped_contradicted']:.1%}, flipped still supported {flips['flipped_supported']:.1%}")
     except VerifierError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.out:
-        args.out.write_text(json.dumps({"task": "verify", "dataset": args.dataset, "results": results}, indent=2))
+        args.out.write_text(json.dumps({"task": "verify", "dataset": str(args.claims or dataset),
+                                        "results": results}, indent=2))
     return 0

@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
     p.add_argument("--data", type=Path, default=SHARED, help=f"shared data folder (default: {SHARED})")
     p.add_argument("--out", type=Path, help="output folder, new or holding this task's interrupted run (default: "
                    "models/<task>-<date-time>; the shipped models/<task> is never written by default)")
+    p.add_argument("--replace-shipped", dest="replace_shipped", action="store_true",
+                   help="write into the shipped models/<task> (replacing it): only after comparing a run in a new "
+                   "folder with it")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     # None: the task's own default (TrainConfig for the cross-encoders, GeneratorTrainConfig for the generator).
     p.add_argument("--epochs", type=int)
@@ -59,14 +62,19 @@ def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int
     """Run ``pubmed-rag train <task>``; prints what was trained, where, and how long it took."""
     from rag.training import MODELS, TASKS, TrainConfig
     from rag.training.generator import GeneratorTrainConfig
+    from rag.training.verifier import VERIFIER_CONFIG
 
     if not args.data.is_dir() and not (args.task == "generator" and args.examples):
         print(f"error: data folder {args.data} not found (give --data)", file=sys.stderr)
         return 1
-    out = args.out or MODELS / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.resolve() == (MODELS / args.task).resolve() and (out / "training.json").is_file():
+    shipped = MODELS / args.task
+    out = shipped if args.replace_shipped else args.out or MODELS / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.replace_shipped and args.out and args.out.resolve() != shipped.resolve():
+        print(f"error: --replace-shipped writes {shipped}; drop --out {args.out}", file=sys.stderr)
+        return 2
+    if out.resolve() == shipped.resolve() and (out / "training.json").is_file() and not args.replace_shipped:
         print(f"error: {out} holds the shipped {args.task}; train into a new folder (--out) and compare before "
-              "replacing it", file=sys.stderr)
+              "replacing it (--replace-shipped)", file=sys.stderr)
         return 2
     command = "pubmed-rag " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else \
         f"pubmed-rag train {args.task} --seed {args.seed}"
@@ -80,7 +88,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int
                                           index=args.index, examples_file=args.examples,
                                           evaluate=args.evaluate and not args.limit, command=command)
         else:
-            config = TrainConfig(**common, **_given(args, "freeze_layers"))
+            defaults = VERIFIER_CONFIG if args.task == "verifier" else {}
+            config = TrainConfig(**{**defaults, **common, **_given(args, "freeze_layers")})
             metadata = TASKS[args.task](data_dir=args.data, out_dir=out, config=config,
                                         evaluate=args.evaluate and not args.limit, command=command)
     except LookupError as exc:  # the evaluation index the generator's examples are retrieved from

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pubmed_rag.sentences import split_sentences
 from rag.check import check_claims, parse_claims
-from rag.citations import split_sentences
 from ui.common import index_picker, md_escape, scorer
 
 BADGE = {"supported": "green", "contradicted": "red", "not enough information": "gray"}
