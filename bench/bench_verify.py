@@ -10,6 +10,8 @@ with nothing cached but the loaded models, each setting interleaved over ``--rep
 - one pair at a time (``check`` per claim) and the 20 pairs in one batched call (``check_text``'s way).
 
 Each row also splits the batched call into its parts: sentence splitting and embedding, claim embedding, the model.
+``--ingest N`` also builds an index of N sample abstracts with and without ``ingest.sentence_vectors`` (the cost of
+storing them), interleaved, and reports both times and the store's size.
 
     python bench/bench_verify.py [--dataset scifact] [--claims 20] [--repeats 3] [--model models/verifier]
 """
@@ -62,6 +64,8 @@ def main() -> None:
     ap.add_argument("--claims", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default="", help="verifier folder (default: the shipped models/verifier)")
+    ap.add_argument("--ingest", type=int, default=0, help="also time ingesting N sample abstracts with and without "
+                    "stored sentence vectors")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -117,8 +121,40 @@ def main() -> None:
         print(f"| {name} | {r['ms_per_pair_one_by_one']:.1f} | {r['s_per_text_batched']:.3f} | "
               f"{r['s_per_text_batched'] / base:.2f}x | {p['sentences']:.3f} | {p['claims']:.3f} | "
               f"{p['model+decide']:.3f} |")
+    result = {"pairs": len(pairs), "dataset": args.dataset, "rows": rows}
+    if args.ingest:
+        result["ingest"] = ingest_cost(args.ingest, args.repeats, embedder)
     if args.out:
-        args.out.write_text(json.dumps({"pairs": len(pairs), "dataset": args.dataset, "rows": rows}, indent=2))
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+def ingest_cost(n: int, repeats: int, embedder: object) -> dict[str, float]:
+    """Seconds to ingest ``n`` sample abstracts into a new index with and without stored sentence vectors
+    (median over ``repeats``, interleaved), and the size of the sentence store."""
+    import tempfile
+
+    from ingest.build import RecordsSource, ingest
+    from ingest.jsonl import parse_jsonl_file
+    from ingest.sentence_store import SENTENCES_FILE
+    from pubmed_rag.records import Record
+
+    records = [r for r in parse_jsonl_file(ROOT / "data" / "sample" / "abstracts.jsonl.gz") if isinstance(r, Record)][:n]
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    size = 0
+    for _ in range(repeats):
+        for stored in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                settings = Settings.load({"paths.index_dir": tmp, "ingest.sentence_vectors": stored})
+                started = time.perf_counter()
+                ingest([RecordsSource("sample", records)], "bench", settings, embedder=embedder)
+                seconds[stored].append(time.perf_counter() - started)
+                if stored:
+                    size = (Path(tmp) / "bench" / SENTENCES_FILE).stat().st_size
+    plain, stored = statistics.median(seconds[False]), statistics.median(seconds[True])
+    print(f"\ningest of {len(records)} abstracts: {plain:.1f} s without stored sentence vectors, {stored:.1f} s with "
+          f"({stored / plain:.2f}x); sentences.sqlite {size / 1e6:.1f} MB")
+    return {"abstracts": len(records), "s_without": round(plain, 1), "s_with": round(stored, 1),
+            "sentences_mb": round(size / 1e6, 2)}
 
 
 if __name__ == "__main__":

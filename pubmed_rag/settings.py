@@ -222,8 +222,9 @@ class VerifySettings(_Section):
         description="Abstain when the best question-evidence similarity is below this (calibrated: abstains on 1.5% "
         "of PubMedQA questions whose abstract is indexed, 30.5% when it is removed).",
     )
-    # min_similarity, contradicted and supported_probability: chosen on Citation-Integrity dev by
-    # `pubmed-rag train verifier` for the shipped model (models/verifier/README.md).
+    # candidates, min_similarity, contradicted and supported_probability: chosen for the shipped model by
+    # `pubmed-rag train verifier` on the calibration claims (train claims held out of training; the dev splits only
+    # report): models/verifier/README.md, docs/evaluation.md.
     scorer: Literal["verifier", "cosine"] = Field(
         "verifier", description="verifier: the 3-way model trained here (supported / contradicted / not enough "
         "information; models/verifier); cosine: similarity only, the fallback that needs no weights.")
@@ -233,14 +234,14 @@ class VerifySettings(_Section):
     backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="verifier runtime: auto (ONNX Runtime where installed and its export matches PyTorch, "
         "exported once into paths.cache_dir; else PyTorch); torch; onnx (fails if it cannot). Same verdicts.")
-    candidates: int = Field(3, ge=1, le=50, description="Abstract sentences most similar to the claim that the "
+    candidates: int = Field(5, ge=1, le=50, description="Abstract sentences most similar to the claim that the "
                             "verifier reads together, in the abstract's order.")
-    min_similarity: float = Field(0.35, ge=-1, le=1, description="verifier: a claim whose best-matching sentence is "
+    min_similarity: float = Field(0.4, ge=-1, le=1, description="verifier: a claim whose best-matching sentence is "
                                   "less similar than this is 'not enough information' whatever the model reads.")
-    contradicted: float = Field(0.6, ge=0, le=1, description="verifier: P(contradicted) of a sentence at or above "
-                                "which (and not below its P(supported)) the claim is contradicted.")
-    supported_probability: float = Field(0.4, ge=0, le=1, description="verifier: P(supported) of a sentence at or "
-                                         "above which the claim is supported.")
+    contradicted: float = Field(0.4, ge=0, le=1, description="verifier: P(contradicted) of the sentences read at or "
+                                "above which (and not below their P(supported)) the claim is contradicted.")
+    supported_probability: float = Field(0.3, ge=0, le=1, description="verifier: P(supported) of the sentences read "
+                                         "at or above which the claim is supported.")
 
 
 class Settings(BaseSettings):

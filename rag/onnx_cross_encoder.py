@@ -42,8 +42,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class OnnxCrossEncoder:
-    """``predict(pairs)`` like ``CrossEncoder.predict`` (logits, pairs x labels), with onnxruntime: one session on
-    one thread for small calls (``pubmed_rag.threads.few_threads``), one on the machine's cores otherwise."""
+    """``predict(pairs)`` like ``CrossEncoder.predict`` (logits, pairs x labels), with onnxruntime: a session on the
+    machine's cores, or on one thread inside ``pubmed_rag.threads.few_threads``."""
 
     backend = "onnx"
 
@@ -64,7 +64,7 @@ class OnnxCrossEncoder:
         """Logits for each (first, second) pair; the keyword arguments of ``CrossEncoder.predict`` are accepted."""
         if not pairs:
             return np.zeros((0, self.labels), dtype=np.float32)
-        session = self._session(len(pairs) == 1 or one_thread_requested())
+        session = self._session(one_thread_requested())
         encodings = self._fast.encode_batch([(a, b) for a, b in pairs])
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(pairs), self.labels), dtype=np.float32)

@@ -2,20 +2,25 @@
 
 Two scorers (``verify.scorer``):
 
-- ``verifier`` (default): a 3-way CrossEncoder trained here (``models/verifier``, ``pubmed-rag train verifier``)
-  reads the claim against the abstract sentences most similar to it (``verify.candidates``) and gives each
-  verdict a probability;
-- ``cosine`` (fallback, no weights): the similarity of the claim to its best-matching sentence; it measures topic,
-  not agreement, so it never says "contradicted" by itself.
+- ``verifier``: a 3-way CrossEncoder trained here (``models/verifier``, ``pubmed-rag train verifier``) reads the
+  claim against the ``verify.candidates`` abstract sentences most similar to it, together and in the abstract's
+  order, and gives each verdict a probability; it runs on ONNX Runtime or PyTorch (``verify.backend``, same
+  verdicts);
+- ``cosine`` (no weights): the similarity of the claim to its best-matching sentence; it measures topic, not
+  agreement, so it never says "contradicted" by itself.
 
 With ``verify.rules`` the agreement rules (``rag.agreement``: direction, negation, numbers) run on the sentences that
-address the claim; a rule that fires makes the verdict "contradicted", with the reason in words.
+address the claim; a rule that fires makes the verdict "contradicted", with the reason in words. An abstract's
+sentences and their vectors come from the index where ingest stored them (``ingest.sentence_store``), else they are
+split and embedded here. Every verdict in the product (``check``, the bottom-line check, the app's badges) comes
+from one ``SupportScorer`` and the ``verify`` settings.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -220,7 +225,11 @@ class SupportScorer:
         if todo:
             if len(self._pairs) > 100_000:
                 self._pairs.clear()
-            with few_threads(len(todo), SMALL_CALL):
+            # ONNX Runtime's threads do not spin while idle, so its multi-threaded session costs little on a busy
+            # machine and halves a pair's time on an idle one (docs/evaluation.md); PyTorch keeps one thread for
+            # small calls (pubmed_rag.threads).
+            onnx = getattr(self.model, "backend", "") == "onnx"
+            with nullcontext() if onnx else few_threads(len(todo), SMALL_CALL):
                 predicted = self.model.predict(todo, batch_size=16, show_progress_bar=False, convert_to_numpy=True)
             self._pairs.update(zip(todo, np.asarray(predicted, dtype=np.float64), strict=True))
         logits = np.stack([self._pairs[p] for p in pairs])

@@ -223,7 +223,7 @@ def markdown(results: dict[str, Any]) -> str:
         pr = [f"{pc[label]['precision']:.2f}/{pc[label]['recall']:.2f}" for label in LABELS]
         auc = m["auc_support_vs_refute"]
         lines.append(f"| {name} | {m['macro_f1']:.3f} | {' | '.join(pr)} | {m['refute_called_supported']:.1%} | "
-                     f"{m['support_kept']:.1%} | {auc:.3f} | {m.get('ms_per_pair', 0):.0f} | "
+                     f"{m['support_kept']:.1%} | {'-' if auc is None else f'{auc:.3f}'} | {m.get('ms_per_pair', 0):.0f} | "
                      f"{m.get('s_per_20_claim_text', 0):.1f} |")
     return "\n".join(lines)
 

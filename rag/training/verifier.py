@@ -129,22 +129,23 @@ the base weights ({size_mb} MB, `trained.safetensors`); `training.json` holds th
 reads. Used by `rag/verify.py` everywhere a verdict is given (`pubmed-rag check`, the bottom-line check, the app's
 badges); {default_line}
 
-## Data ({examples} pairs from {claims} train claims, all from `../shared/data`)
+## Data ({examples} pairs from {claims} distinct train claims, all from `../shared/data`)
 {by_source}
 
 - SciFact, HealthVer (MultiVerS form), Check-COVID and Citation-Integrity train splits
   (`../shared/data/claim_verification/SOURCES.md`). Each (claim, document) pair is seen three ways: with its
   rationale sentences (NEI: the two sentences most similar to the claim), with the whole abstract cut to the
   {max_length}-token window, and with the 3 sentences most similar to the claim (tf-idf), as `rag/verify.py` reads
-  it (NEI when they miss every rationale sentence). Check-COVID claims are seen with their evidence sentences only
-  (its NEI is sentence-level). A (dataset, label) source with more than {cap} pairs is sampled down to {cap}.
+  an abstract (NEI when they miss every rationale sentence; `verify.candidates` sets how many it reads).
+  Check-COVID claims are seen with their evidence sentences only (its NEI is sentence-level). A (dataset, label) source with more than {cap} pairs is sampled down to {cap}.
 - One train claim in {share} (by a hash of its id) is held out of training: the calibration claims
   ({calibration} pairs) on which the reading width and thresholds are chosen. The dev splits are used only for the
   numbers below; test splits are not in `../shared` and were never seen.
 - Class-weighted cross-entropy (weights {weights} for {labels}).
 
 ## Command
-`{command}` (seed {seed}; {seconds} s of training, {total} s in all on this machine: 2 shared CPU cores).
+`{command}` (seed {seed}; {seconds} s of training, {total} s in all on this machine: 2 shared CPU cores), then
+`rag.training.verifier.evaluate_shipped` on the folder (what the command runs itself without `--no-eval`).
 Config: `{config}`.
 
 ## Metrics: dev splits, measured with these shipped weights
@@ -239,6 +240,10 @@ def evaluate_shipped(out_dir: Path, data_dir: Path, embedder: Any = None, log: A
     record = Path(out_dir) / "training.json"
     metadata = json.loads(record.read_text(encoding="utf-8"))
     metadata["dev_metrics"] = report
+    # The rule: the verifier is the default only if it beats cosine + rules on the dev sets.
+    means = report["mean_macro_f1"]
+    best = max(("verifier", "verifier+rules"), key=means.__getitem__)
+    metadata["default_scorer"] = best if means[best] > means["cosine+rules"] else "cosine+rules"
     record.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     write_card(Path(out_dir), metadata)
     return metadata

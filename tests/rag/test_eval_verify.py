@@ -24,46 +24,32 @@ def test_verdict_metrics_by_hand():
     assert m["confusion"][C] == {S: 1, C: 1, N: 0}
 
 
-def _scifact(tmp_path):
-    corpus = [{"doc_id": 1, "title": "", "abstract": [
-        "The annual rate of severe exacerbations was lower with budesonide-formoterol than with terbutaline.",
-        "Budesonide-formoterol was inferior to budesonide maintenance therapy for symptom control."]},
-        {"doc_id": 2, "title": "", "abstract": ["Metformin inhibits mitochondrial complex I in cancer cells."]}]
-    claims = [
-        {"id": 0, "claim": "Exacerbations were fewer with budesonide-formoterol than terbutaline [<|cit|>].",
-         "evidence": {"1": [{"sentences": [0], "label": "SUPPORT"}]}, "cited_doc_ids": [1]},
-        {"id": 1, "claim": "Budesonide-formoterol was noninferior to budesonide maintenance (<|multi_cit|>).",
-         "evidence": {"1": [{"sentences": [1], "label": "REFUTE"}]}, "cited_doc_ids": [1]},
-        {"id": 2, "claim": "Metformin lowers blood pressure in asthma.", "evidence": {}, "cited_doc_ids": [2]},
-    ]
-    (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps(d) for d in corpus))
-    (tmp_path / "claims.jsonl").write_text("\n".join(json.dumps(c) for c in claims))
-    return tmp_path / "claims.jsonl", tmp_path / "corpus.jsonl"
-
-
-def test_load_scifact_cleans_markers(tmp_path):
-    items = load_scifact(*_scifact(tmp_path))
-    assert [i.label for i in items] == [S, C, N]
-    assert items[1].claim == "Budesonide-formoterol was noninferior to budesonide maintenance."
-    assert items[1].evidence == [1] and items[2].evidence == []
+def test_clean_claim_removes_citation_markers_of_real_claims():
+    claims, corpus = CLAIM_DATA / "citation_integrity" / "claims_dev.jsonl", CLAIM_DATA / "citation_integrity" / \
+        "corpus.jsonl"
+    items = load_scifact(claims, corpus)
+    assert items[0].claim == ("It has been proposed that COVID-19 leads to deterioration of hepatic function, leading "
+                              "to AD and ACLF in cirrhotic patients.")
     assert clean_claim("ranging from 9% to 42.3% (Table <|multi_cit|>].") == "ranging from 9% to 42.3%."
 
 
 def test_eval_verify_command_side_by_side(tmp_path, capsys):
-    claims, corpus = _scifact(tmp_path)
+    folder = CLAIM_DATA / "claim_verification" / "scifact"
     out = tmp_path / "verify.json"
-    code = main(["eval", "verify", "--claims", str(claims), "--corpus", str(corpus), "--scorers",
-                 "cosine,cosine+rules,verifier+rules", "--pubmedqa", str(FIXTURES / "pubmedqa_pqal_30.json"),
-                 "--pubmedqa-checks", "--n", "4", "--out", str(out)])
+    code = main(["eval", "verify", "--claims", str(folder / "claims_dev.jsonl"), "--corpus", str(folder / "corpus.jsonl"),
+                 "--scorers", "cosine,cosine+rules,verifier+rules", "--pubmedqa",
+                 str(FIXTURES / "pubmedqa_pqal_30.json"), "--pubmedqa-checks", "--n", "4", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| cosine+rules |" in printed and "AUC own vs random" in printed
-    results = json.loads(out.read_text())["results"]["datasets"]["claims.jsonl"]
-    assert set(results["scorers"]) == {"cosine", "cosine+rules", "verifier+rules"}
-    # Similarity alone never says "contradicted"; the rules and the verifier do, on the noninferior claim.
-    assert results["scorers"]["cosine"]["confusion"][C][C] == 0
-    assert results["scorers"]["verifier+rules"]["confusion"][C][C] == 1
-    assert results["scorers"]["verifier+rules"]["confusion"][S][S] == 1
+    assert "## claims_dev.jsonl (file, 4 pairs)" in printed and "| cosine+rules |" in printed
+    assert "AUC own vs random" in printed
+    results = json.loads(out.read_text())["results"]["datasets"]["claims_dev.jsonl"]
+    assert set(results["scorers"]) == {"cosine", "cosine+rules", "verifier+rules"} and results["n"] == 4
+    # Similarity alone never says "contradicted".
+    assert sum(row[C] for row in results["scorers"]["cosine"]["confusion"].values()) == 0
+    for metrics in results["scorers"].values():
+        assert sum(sum(row.values()) for row in metrics["confusion"].values()) == 4
+        assert metrics["ms_per_pair"] > 0 and metrics["s_per_20_claim_text"] > 0
     calibration = json.loads(out.read_text())["results"]["pubmedqa_calibration"]["verifier+rules"]
     assert 0 <= calibration["auc"] <= 1 and sum(calibration["verdicts"]["own"].values()) == calibration["claims"]
 
