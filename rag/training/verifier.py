@@ -137,7 +137,8 @@ badges); {default_line}
   rationale sentences (NEI: the two sentences most similar to the claim), with the whole abstract cut to the
   {max_length}-token window, and with the 3 sentences most similar to the claim (tf-idf), as `rag/verify.py` reads
   an abstract (NEI when they miss every rationale sentence; `verify.candidates` sets how many it reads).
-  Check-COVID claims are seen with their evidence sentences only (its NEI is sentence-level). A (dataset, label) source with more than {cap} pairs is sampled down to {cap}.
+  Check-COVID claims are seen with their evidence sentences only (its NEI is sentence-level). A (dataset, label)
+  source with more than {cap} pairs is sampled down to {cap}.
 - One train claim in {share} (by a hash of its id) is held out of training: the calibration claims
   ({calibration} pairs) on which the reading width and thresholds are chosen. The dev splits are used only for the
   numbers below; test splits are not in `../shared` and were never seen.
