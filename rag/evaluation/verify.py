@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.evaluation import roc_auc
-from rag.evaluation.claim_sets import ClaimItem, load_claims
+from rag.evaluation.claim_sets import ClaimItem
 from rag.verify import LABELS, Support, SupportScorer
 
 SCORERS = {  # name -> VerifySettings overrides
@@ -134,14 +134,6 @@ def evaluate_verify(items: list[ClaimItem], embedder: Any, settings: Any, scorer
     return out
 
 
-def evaluate_file(claims: Path, corpus: Path, embedder: Any, settings: Any, scorers: list[str],
-                  progress: Callable[[str, int], None] | None = None, n: int = 0) -> dict[str, Any]:
-    """``evaluate_verify`` on a claims file in either format (``n``: the first N pairs only)."""
-    items = load_claims(claims, corpus)
-    return {"claims": str(claims), **evaluate_verify(items[:n] if n else items, embedder, settings, scorers,
-                                                     progress)}
-
-
 def synthetic_flips(pqal: Path, scorer: SupportScorer, n: int = 0, seed: int = 0) -> dict[str, Any]:
     """The edit a generated answer can make: each PubMedQA conclusion's first finding sentence, and the same
     sentence with its negation, direction or a number flipped (``rag.training.verifier.contradict``), against the
@@ -183,7 +175,9 @@ def tune_thresholds(items: list[ClaimItem], scorer: SupportScorer) -> dict[str, 
     macro-F1 (each set counts once, however many claims it has). Model outputs are cached, so each point only
     re-decides."""
     base = scorer.settings
-    datasets = sorted({i.dataset for i in items})
+    by_set: dict[str, list[int]] = {}
+    for n, item in enumerate(items):
+        by_set.setdefault(item.dataset, []).append(n)
     results_by_point = []
     for min_similarity in THRESHOLD_GRID["min_similarity"]:
         for contradicted in THRESHOLD_GRID["contradicted"]:
@@ -192,16 +186,13 @@ def tune_thresholds(items: list[ClaimItem], scorer: SupportScorer) -> dict[str, 
                          "supported_probability": supported}
                 scorer.settings = base.model_copy(update=point)
                 results = score_items(items, scorer)[0]
-                per_set = {}
-                for name in datasets:
-                    chosen = [n for n, i in enumerate(items) if i.dataset == name]
-                    per_set[name] = evaluate_items([items[n] for n in chosen],
-                                                   [results[n] for n in chosen])["macro_f1"]
+                per_set = {name: evaluate_items([items[n] for n in rows], [results[n] for n in rows])["macro_f1"]
+                           for name, rows in sorted(by_set.items())}
                 results_by_point.append(point | {"mean_macro_f1": round(sum(per_set.values()) / len(per_set), 4),
                                                  "macro_f1": per_set})
     scorer.settings = base
     return {"best": max(results_by_point, key=lambda g: g["mean_macro_f1"]), "grid": results_by_point,
-            "n": len(items), "datasets": datasets}
+            "n": len(items), "datasets": sorted(by_set)}
 
 
 def kinds_markdown(metrics: dict[str, Any]) -> str:
@@ -256,3 +247,20 @@ def choose_settings(items: list[ClaimItem], scorer: SupportScorer,
         tried.append({"candidates": width, **tuned["best"]})
     scorer.settings = base
     return {"best": max(tried, key=lambda t: t["mean_macro_f1"]), "tried": tried, "n": len(items)}
+
+
+TUNED_KEYS = ("candidates", "min_similarity", "contradicted", "supported_probability")
+
+
+def tune_scorers(items: list[ClaimItem], embedder: Any, verify: Any, names: list[str],
+                 cache_dir: Path | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """For each verifier scorer among ``names`` (``verifier``, ``verifier+rules``): its reading width and thresholds
+    chosen on ``items`` (``choose_settings``; one model, its outputs shared between the scorers). Returns the chosen
+    settings by scorer (``evaluate_verify``'s ``tuned``) and each choice in full."""
+    base = SupportScorer(embedder, verify.model_copy(update={"scorer": "verifier"}), cache_dir=cache_dir)
+    tuned: dict[str, dict[str, Any]] = {}
+    choices: dict[str, Any] = {}
+    for name in [n for n in names if SCORERS[n]["scorer"] == "verifier"]:
+        choices[name] = choose_settings(items, base.variant(**SCORERS[name]))
+        tuned[name] = {k: choices[name]["best"][k] for k in TUNED_KEYS}
+    return tuned, choices

@@ -219,21 +219,14 @@ def evaluate_shipped(out_dir: Path, data_dir: Path, embedder: Any = None, log: A
     ``out_dir``'s training.json and model card, and returns the metadata."""
     from ingest.embedder import load_embedder
     from pubmed_rag.settings import Settings
-    from rag.evaluation.verify import SCORERS, choose_settings, dev_report
-    from rag.verify import SupportScorer
+    from rag.evaluation.verify import SCORERS, dev_report, tune_scorers
 
     embedder = embedder or load_embedder()
     settings = Settings()
     settings.verify = settings.verify.model_copy(update={"model": str(out_dir)})
     calibration = calibration_items(data_dir)
-    tuned: dict[str, dict[str, Any]] = {}
-    choices = {}
-    for name in ("verifier", "verifier+rules"):
-        print(f"verifier: choosing {name} settings on {len(calibration)} calibration claims", file=log)
-        scorer = SupportScorer(embedder, settings.verify.model_copy(update=SCORERS[name]))
-        choices[name] = choose_settings(calibration, scorer)
-        tuned[name] = {k: choices[name]["best"][k]
-                       for k in ("candidates", "min_similarity", "contradicted", "supported_probability")}
+    print(f"verifier: choosing the reading width and thresholds on {len(calibration)} calibration claims", file=log)
+    tuned, choices = tune_scorers(calibration, embedder, settings.verify, list(SCORERS), settings.paths.cache_dir)
     print("verifier: scoring the dev splits", file=log)
     report = dev_report(embedder, settings, data_dir, list(SCORERS), CLAIM_SETS, tuned=tuned)
     report["chosen_on_calibration"] = choices

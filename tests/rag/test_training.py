@@ -24,7 +24,6 @@ from ui.cli import main
 
 DATA = ROOT.parent / "shared" / "data"
 CLAIM_DATA = FIXTURES / "claim_data"
-needs_data = pytest.mark.skipif(not (DATA / "citation_integrity").is_dir(), reason="../shared/data is absent")
 
 
 def test_contradictions_are_made_from_real_sentences():

@@ -189,11 +189,11 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     from rag.evaluation.claim_sets import ClaimSetError, load_claims, load_dataset
     from rag.evaluation.verify import (
         SCORERS,
-        choose_settings,
         evaluate_verify,
         kinds_markdown,
         markdown,
         synthetic_flips,
+        tune_scorers,
     )
     from rag.training.verifier import calibration_items
     from rag.verify import SupportScorer, VerifierError
@@ -234,13 +234,9 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         tuned: dict[str, dict[str, Any]] = {}
         if args.tune:
             calibration = calibration_items(args.data)
-            for name in [n for n in names if n.startswith("verifier")]:
-                scorer = SupportScorer(embedder, settings.verify.model_copy(update=SCORERS[name]),
-                                       cache_dir=settings.paths.cache_dir)
-                chosen = choose_settings(calibration, scorer)["best"]
-                tuned[name] = {k: chosen[k] for k in ("candidates", "min_similarity", "contradicted",
-                                                      "supported_probability")}
-                print(f"{name}: chosen on {len(calibration)} calibration claims: {json.dumps(tuned[name])}")
+            tuned, _ = tune_scorers(calibration, embedder, settings.verify, names, settings.paths.cache_dir)
+            for name, chosen in tuned.items():
+                print(f"{name}: chosen on {len(calibration)} calibration claims: {json.dumps(chosen)}")
             results["tuned"] = tuned
         for set_name, items in sets.items():
             items = items[: args.n] if args.n else items
