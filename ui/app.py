@@ -19,6 +19,7 @@ if build is not None:  # first run: the sample index is being built; the pages o
 else:
     pages = st.navigation([
         st.Page("pages/ask.py", title="Ask", icon=":material/question_answer:", default=True),
+        st.Page("pages/case.py", title="Case", icon=":material/stethoscope:"),
         st.Page("pages/library.py", title="Library", icon=":material/folder_open:"),
         st.Page("pages/citations.py", title="Citations", icon=":material/fact_check:"),
     ])

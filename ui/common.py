@@ -9,6 +9,7 @@ import streamlit as st
 from ingest.embedder import load_embedder
 from ingest.index import LoadedIndex, current_folder, list_indexes
 from pubmed_rag.settings import Settings
+from rag.case import CaseAnalyzer
 from rag.pipeline import Asker
 from rag.verify import SupportScorer
 
@@ -35,6 +36,20 @@ def asker(index: str) -> Asker:
 @st.cache_resource(show_spinner="Loading index and models ...")
 def _asker(index: str, folder: str, settings_json: str) -> Asker:
     return Asker(Settings.model_validate_json(settings_json), index=index)
+
+
+def case_analyzer(index: str) -> CaseAnalyzer:
+    """One ``CaseAnalyzer`` per served index version per process (its vocabulary and reader load once); it keeps
+    nothing of the cases it reads."""
+    s = settings()
+    return _case_analyzer(index, str(current_folder(s.paths.index_dir, index)), s.model_dump_json())
+
+
+@st.cache_resource(show_spinner="Loading the clinical vocabulary ...")
+def _case_analyzer(index: str, folder: str, settings_json: str) -> CaseAnalyzer:
+    analyzer = CaseAnalyzer(_asker(index, folder, settings_json))
+    analyzer.reader.nlp  # noqa: B018 - build the matcher now, not during the first case
+    return analyzer
 
 
 def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:

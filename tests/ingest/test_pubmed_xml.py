@@ -183,3 +183,11 @@ def test_streaming_memory_is_bounded(tmp_path):
     assert n == 604 * 20
     assert peak < len(raw) * 20 / 10, f"peak {peak} bytes for {len(raw) * 20} bytes of XML"
     shutil.rmtree(tmp_path)
+
+
+def test_chemical_list_is_read_and_kept_out_of_the_hash_when_absent():
+    r = records("pubmed-29768149.xml")["29768149"]
+    assert r.chemicals == ["Bronchodilator Agents", "Drug Combinations", "Glucocorticoids", "Budesonide",
+                           "Terbutaline", "Formoterol Fumarate"]
+    bare = Record(pmid="1", title="t")
+    assert "chemicals" not in bare.to_dict() and "chemicals" in r.to_dict()

@@ -111,3 +111,12 @@ def test_rows_no_kept_version_sees_are_purged(settings, embedder):
         chunks = conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         assert conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0] == chunks
     assert LoadedIndex(settings.paths.index_dir, "g").store.get(rec.pmid).title == "t4"
+
+
+def test_vocabulary_counts_the_mesh_headings_and_chemicals_ingested(small_index_dir):
+    index = LoadedIndex(small_index_dir, "small")
+    counts = index.store.vocabulary()
+    # The NEJM SYGMA 1 trial (PMID 29768149) brings its six chemicals and 23 headings; PubMedQA records their MeSH.
+    assert counts[("chemical", "Budesonide")] == 1 and counts[("chemical", "Formoterol Fumarate")] == 1
+    assert counts[("mesh", "Asthma")] >= 1 and counts[("mesh", "Humans")] > 100
+    assert sum(1 for kind, _ in counts if kind == "chemical") >= 6

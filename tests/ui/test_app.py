@@ -157,3 +157,20 @@ def test_two_sessions_asking_at_once_get_their_own_answers(ui_env, monkeypatch):
     assert "[PMID 29768149]" in texts(apps["asthma"]) and "[PMID 29768149]" not in texts(apps["lace"])
     assert "[PMID 21645374]" in texts(apps["lace"]) and "[PMID 21645374]" not in texts(apps["asthma"])
     assert apps["asthma"].session_state["answer"].question != apps["lace"].session_state["answer"].question
+
+
+def test_case_page_analyses_an_example_case(ui_env):
+    at = AppTest.from_file(str(PAGES / "case.py"), default_timeout=600)
+    at.run()
+    example = next(b for b in at.button if b.label.startswith("Chest pain"))
+    example.click().run()
+    assert at.text_area(key="case_text").value.startswith("A 58-year-old African-American woman presents to the ER")
+    at.text_area(key="case_text").input("Mrs. Marjorie Pennington. " + at.text_area(key="case_text").value)
+    next(b for b in at.button if b.label == "Analyse").click().run()
+    assert not at.exception
+    out = texts(at)
+    assert "Problem list" in out and "Differential from the literature" in out and "Evidence per problem" in out
+    assert "Hypertension — “hypertension”" in out.replace("\\", "")
+    assert "~~Diabetes mellitus~~" in out.replace("\\", "")  # "She denies ... diabetes"
+    assert "Removed before analysis: 1 × name" in out and "Pennington" not in out
+    assert "Pennington" not in at.session_state["case_report"].model_dump_json()

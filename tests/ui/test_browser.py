@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -117,4 +118,31 @@ def test_pages_at_phone_width(app_url):
             # Nothing wider than the screen: the page itself must not scroll sideways.
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
             page.screenshot(path=str(ARTIFACTS / f"{path.strip('/') or 'ask'}-phone.png"), full_page=True)
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [{"width": 1400, "height": 1800}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_case_page_in_a_real_browser(app_url, viewport):
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport=viewport)
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(app_url + "/case", wait_until="networkidle")
+        expect(page.get_by_text("Analyse a case")).to_be_visible(timeout=60000)
+        page.get_by_role("button", name="Arthralgias and rash (topic 21)").click()
+        expect(page.get_by_role("textbox", name="Case")).to_have_value(re.compile("^A 21-year-old female"), timeout=30000)
+        text = page.get_by_role("textbox", name="Case").input_value()
+        page.get_by_role("textbox", name="Case").fill("<script>alert('case')</script> " + text)
+        page.get_by_role("button", name="Analyse").click()
+        expect(page.get_by_role("heading", name="Problem list")).to_be_visible(timeout=300000)
+        expect(page.get_by_text("Arthralgia — “arthralgias”")).to_be_visible()
+        expect(page.get_by_text("Differential from the literature")).to_be_visible()
+        page.get_by_text("The case as analysed").click()
+        shown = page.get_by_test_id("stText").get_by_text("<script>alert('case')</script>", exact=False)
+        expect(shown).to_be_visible()
+        assert not dialogs  # the script was shown, not run
+        page.screenshot(path=str(ARTIFACTS / f"case-{viewport['width']}.png"), full_page=True)
         browser.close()

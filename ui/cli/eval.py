@@ -24,7 +24,7 @@ def default_bioasq_files() -> list[Path]:
 def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the ``eval`` subcommand; ``add_common_flags`` adds the flags every subcommand shares."""
     p = sub.add_parser("eval", help="evaluate retrieval, QA, support calibration or citation verdicts")
-    p.add_argument("task", choices=["retrieval", "reranking", "qa", "calibrate", "verify", "answers"])
+    p.add_argument("task", choices=["retrieval", "reranking", "qa", "calibrate", "verify", "answers", "cases"])
     p.add_argument("--dataset", choices=["bioasq", "pubmedqa", "bioasq-yesno", *CLAIM_SETS, "all"],
                    help="retrieval/qa/answers: bioasq, pubmedqa (default) or bioasq-yesno; verify: a claim-"
                    "verification set, or all (default) for the four side by side")
@@ -65,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
                    help="when the evaluation index is built: keep only N corpus abstracts (evenly spaced) beside the "
                    "gold-snippet documents")
     p.add_argument("--out", type=Path, help="write results JSON here")
+    p.add_argument("--trec-cds", dest="trec_cds", type=Path, nargs=2, metavar=("DESCRIPTIONS.csv", "SUMMARIES.csv"),
+                   help="cases: TREC CDS topics (descriptions and physicians' summaries, one case a line); the "
+                   "problem list's concept recall and precision against the summaries")
+    p.add_argument("--medqa", type=Path, help="cases: MedQA-USMLE questions (JSON lines); diagnosis and "
+                   "pharmacotherapy questions ranked by the differential / drug evidence, beside BM25 and chance")
     add_common_flags(p)
 
 
@@ -87,6 +92,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.task == "verify":
         return run_verify(args, settings)
+    if args.task == "cases":
+        return run_cases(args, settings)
     args.dataset = args.dataset or "pubmedqa"
     if args.dataset not in ("bioasq", "pubmedqa", "bioasq-yesno"):
         print(f"error: eval {args.task} takes --dataset bioasq, pubmedqa or bioasq-yesno", file=sys.stderr)
@@ -272,4 +279,52 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         args.out.write_text(json.dumps({"task": "verify", "dataset": str(args.claims or dataset),
                                         "results": results}, indent=2))
+    return 0
+
+
+def run_cases(args: argparse.Namespace, settings: Settings) -> int:
+    """``eval cases``: problem lists against TREC CDS summaries; MedQA options ranked by the differential."""
+    from tqdm import tqdm
+
+    from ingest.index import UnknownIndexError
+    from rag.case import CaseAnalyzer
+    from rag.evaluation.cases import CaseDataError, evaluate_medqa, evaluate_trec, load_medqa, load_trec
+    from rag.pipeline import Asker
+
+    if not args.trec_cds and not args.medqa:
+        print("error: eval cases takes --trec-cds DESCRIPTIONS.csv SUMMARIES.csv and/or --medqa FILE.jsonl",
+              file=sys.stderr)
+        return 2
+    try:
+        trec = load_trec(*args.trec_cds) if args.trec_cds else []
+        medqa = load_medqa(args.medqa) if args.medqa else []
+        analyzer = CaseAnalyzer(Asker(settings, index=args.index))
+    except (CaseDataError, UnknownIndexError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    results: dict[str, Any] = {"index": args.index}
+    if trec:
+        r = results["trec_cds"] = evaluate_trec(analyzer, trec)
+        print(f"TREC CDS ({len(trec)} cases): concept recall {r['recall']:.3f}, precision {r['precision']:.3f} "
+              f"({r['gold_concepts']} summary concepts, {r['problem_concepts']} problem-list concepts); explicit "
+              f"negations {r['negated_mentions']}, leaked into the positive problems {r['negation_leaks']}; age group "
+              f"{r['age_group_accuracy']:.0%}, sex {r['sex_accuracy']:.0%} as in the summaries")
+    if medqa:
+        if args.n:
+            medqa = medqa[: args.n]
+        bar = tqdm(desc="medqa", file=sys.stderr, disable=False)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(1)
+
+        r = results["medqa"] = evaluate_medqa(analyzer, medqa, progress=progress)
+        bar.close()
+        print("| questions | n | records' similarity | differential ties | BM25 option scoring | chance | answer "
+              "named by the index | options named by the index |\n|---|---|---|---|---|---|---|---|")
+        for kind, row in r.items():
+            print(f"| {kind} | {row['questions']} | {row['similarity']:.3f} | {row['ties']:.3f} | {row['bm25']:.3f} | "
+                  f"{row['chance']:.3f} | {row['answer_in_index']:.1%} | {row['options_in_index']:.1%} |")
+    if args.out:
+        args.out.write_text(json.dumps({"task": "cases", "results": results}, indent=2))
     return 0

@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_common_flags(p)
 
+    p = sub.add_parser("case", help="analyse a de-identified patient case: problems, differential, evidence")
+    p.add_argument("file", help="the case as a text file, or - to read standard input")
+    p.add_argument("--index", help="index name")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the report as JSON (schema: CaseReport)")
+    output.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    _add_common_flags(p)
+
     from ui.cli.eval import add_parser
     from ui.cli.train import add_parser as add_train_parser
 
@@ -339,6 +347,38 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_case(args: argparse.Namespace) -> int:
+    """``pubmed-rag case``: the case report. The case is read into memory only; what is printed is built from the
+    redacted text."""
+    from ingest.index import UnknownIndexError
+    from rag.case import CaseAnalyzer, CaseError
+    from rag.case.report import to_markdown
+    from rag.pipeline import Asker
+
+    settings = _settings(args)
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read the case from {args.file}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        analyzer = CaseAnalyzer(Asker(settings, index=args.index))
+
+        def progress(stage: str, fraction: float) -> None:
+            if not args.json and not args.markdown:
+                print(f"[{fraction:4.0%}] {stage} ...", file=sys.stderr, flush=True)
+
+        report = analyzer.analyze(text, progress)
+    except (UnknownIndexError, CaseError, RuntimeError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print(to_markdown(report))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ui.cli.eval import cmd_eval as run
 
@@ -352,7 +392,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args, _settings(args) if args.task == "generator" else None)
 
 
-COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "eval": cmd_eval,
+COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "case": cmd_case,
+            "eval": cmd_eval,
             "train": cmd_train}
 
 
