@@ -107,7 +107,7 @@ def test_eval_qa_on_real_pubmedqa_items(small_index_dir, generator_cache, tmp_pa
 
 # One flag each subcommand's help must list, besides the settings flags every subcommand has.
 HELP_FLAGS = {"ingest": "--allow-partial", "index": "{list,info,verify,compact}", "ask": "--max-new-tokens",
-              "check": "--claim", "eval": "--qa-settings"}
+              "check": "--claim", "case": "--markdown", "eval": "--trec-cds"}
 
 
 @pytest.mark.parametrize("command", sorted(HELP_FLAGS))
@@ -126,7 +126,7 @@ def test_help_of_every_subcommand(command, capsys):
 def test_top_level_help_and_verbose_before_or_after_the_command(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
-    assert exited.value.code == 0 and "{ingest,index,ask,check,eval,train}" in capsys.readouterr().out
+    assert exited.value.code == 0 and "{ingest,index,ask,check,case,eval,train}" in capsys.readouterr().out
     from ui.cli import build_parser
 
     parser = build_parser()

@@ -32,6 +32,7 @@ from rag.case.factors import read_factors
 from rag.case.reader import CaseReader
 from rag.case.vocabulary import Concept, Vocabulary, base_vocabulary, index_vocabulary, is_diagnosis
 from rag.phi import redact
+from rag.pipeline import Asker
 
 Progress = Callable[[str, float], None]
 
@@ -70,7 +71,7 @@ class _Record:
 class CaseAnalyzer:
     """Case analysis over one index, sharing an ``Asker``'s retriever, embedder and finding extractor."""
 
-    def __init__(self, asker, settings: CaseSettings | None = None) -> None:
+    def __init__(self, asker: Asker, settings: CaseSettings | None = None) -> None:
         self.asker = asker
         self.settings = settings or asker.settings.case
 
@@ -116,7 +117,7 @@ class CaseAnalyzer:
         at = time.perf_counter()
         active = {p.concept_id for p in problems if p.category == "active finding"}
         findings = [m for m in positive if m.concept_id in active]
-        report.differential = self.differential(findings, positive, negated, factors, refs)
+        report.differential = self.differential(findings, positive, negated, refs)
         timings["differential"] = time.perf_counter() - at
         at = time.perf_counter()
         plans = self.evidence_plan(report)
@@ -131,11 +132,11 @@ class CaseAnalyzer:
         return report
 
     # -- differential -----------------------------------------------------------------------------------------------
-    def differential_query(self, findings: list[CaseMention], positive: list[CaseMention],
-                           factors: PatientFactors) -> str:
-        """The search for the differential: the positive findings by name, then the known conditions."""
+    def differential_query(self, findings: list[CaseMention], positive: list[CaseMention]) -> str:
+        """The search for the differential: the positive findings by name, then up to three known conditions."""
         names = list(dict.fromkeys(m.concept for m in findings))
-        known = [m.concept for m in positive if m.kind == "condition" and m.concept not in names]
+        known = [m.concept for m in positive if m.concept not in names
+                 and is_diagnosis(self.vocabulary.concepts.get(m.concept_id) or _plain(m))]
         return ", ".join(names + list(dict.fromkeys(known))[:3])
 
     def read_records(self, evidence: list[Evidence], finding_ids: set[str], skip: set[str]) -> list[_Record]:
@@ -157,11 +158,11 @@ class CaseAnalyzer:
         return records
 
     def differential(self, findings: list[CaseMention], positive: list[CaseMention], negated: list[CaseMention],
-                     factors: PatientFactors, refs: _References) -> list[Candidate]:
+                     refs: _References) -> list[Candidate]:
         """Candidate diagnoses ranked by how many of the findings the retrieved records tie to them."""
         if not findings:
             return []
-        query = self.differential_query(findings, positive, factors)
+        query = self.differential_query(findings, positive)
         evidence = self.asker.retriever.search(query, self.settings.differential_records)
         names = {m.concept_id: m.concept for m in findings}
         skip = {m.concept_id for m in positive} | {m.concept_id for m in negated}

@@ -1,7 +1,8 @@
 """Vitals and labs in a case turned into findings by a reference-range table whose every row names its source.
 
-``heart rate 135`` becomes Tachycardia and ``BP 70/40`` Hypotension. The ranges are adults' and are applied only to
-adults (18 and over) unless the row says otherwise: children's normal heart and breathing rates depend on age.
+``heart rate 135`` becomes Tachycardia and ``BP 70/40`` Hypotension. The ranges are adults'. For children only the
+side of a row that is abnormal at any age applies (a heart rate under 60, a blood pressure over 140/90): children's
+normal heart and breathing rates are higher and their blood pressure lower, and depend on age.
 """
 
 from __future__ import annotations
@@ -33,16 +34,20 @@ class Range:
     above: str
     source: str
     adults_only: bool = True
+    # Below the adult low or above the adult high that is abnormal at any age too (a child's heart rate under 60 is
+    # bradycardia, a blood pressure over 140/90 is high): the sides of an adults-only row that still apply to children.
+    child_low: bool = False
+    child_high: bool = False
 
 
 RANGES: dict[str, Range] = {
     "heart rate": Range("heart rate", 60, 100, "Bradycardia", "Tachycardia",
-                        SIRS + " (>90/min); adult normal 60-100/min"),
-    "respiratory rate": Range("respiratory rate", 12, 20, "Bradypnea", "Tachypnea", SIRS + " (>20/min)"),
+                        SIRS + " (>90/min); adult normal 60-100/min", child_low=True),
+    "respiratory rate": Range("respiratory rate", 12, 20, "Bradypnea", "Tachypnea", SIRS + " (>20/min)", child_low=True),
     "temperature": Range("temperature", 36.0, 38.0, "Hypothermia", "Fever", SIRS + " (>38 or <36 C)", adults_only=False),
     "systolic": Range("systolic blood pressure", 90, 139, "Hypotension", "Hypertension",
-                      SHOCK + " (systolic <90 mmHg); " + ESC_ESH + " (>=140/90 mmHg)"),
-    "diastolic": Range("diastolic blood pressure", None, 89, "", "Hypertension", ESC_ESH),
+                      SHOCK + " (systolic <90 mmHg); " + ESC_ESH + " (>=140/90 mmHg)", child_high=True),
+    "diastolic": Range("diastolic blood pressure", None, 89, "", "Hypertension", ESC_ESH, child_high=True),
     "oxygen saturation": Range("oxygen saturation", 94, None, "Hypoxemia", "", BTS, adults_only=False),
     "hemoglobin": Range("hemoglobin", 12.0, None, "Anemia", "", WHO_HB + " (<12 g/dL non-pregnant women, <13 men)"),
     "white blood cells": Range("white blood cells", 4000, 12000, "Leukopenia", "Leukocytosis",
@@ -110,12 +115,13 @@ def _number(text: str) -> float:
 
 def _judge(key: str, value: float, adult: bool) -> tuple[str, str]:
     row = RANGES[key]
-    if row.adults_only and not adult:
+    child = row.adults_only and not adult
+    if row.low is not None and value < row.low and row.below and (not child or row.child_low):
+        return row.below, f"{row.measure} {value:g} < {row.low:g}" + (" (abnormal at any age)" if child else "")
+    if row.high is not None and value > row.high and row.above and (not child or row.child_high):
+        return row.above, f"{row.measure} {value:g} > {row.high:g}" + (" (abnormal at any age)" if child else "")
+    if child:
         return "", f"{row.measure}: adult range not applied (not an adult)"
-    if row.low is not None and value < row.low and row.below:
-        return row.below, f"{row.measure} {value:g} < {row.low:g}"
-    if row.high is not None and value > row.high and row.above:
-        return row.above, f"{row.measure} {value:g} > {row.high:g}"
     return "", f"{row.measure} {value:g} within {row.low if row.low is not None else ''}-{row.high or ''}"
 
 

@@ -71,6 +71,12 @@ class CaseReader:
             warnings.filterwarnings("ignore", message=r"\[W036\]")
             doc = self.nlp(text)
         mentions = [self._mention(ent) for ent in doc.ents]
+        for match in _WEIGHT_LOSS.finditer(text):  # "He has lost a total of 25 pounds."
+            concept = self._named("Weight loss")
+            if concept is not None:
+                mentions.append(CaseMention(concept=concept.name, concept_id=concept.id, kind="finding",
+                                            source="HPO via synonym table", words=match.group(0), start=match.start(),
+                                            **_context_at(doc, match.start())))
         for m in read_measurements(text, adult):
             if not m.finding:
                 continue
@@ -136,6 +142,8 @@ def _section(ent) -> str:
     return category or ""
 
 
+_WEIGHT_LOSS = re.compile(r"\blost (?:a total of |about |over |nearly )?\d+(?:\.\d+)? ?(?:pounds|lbs?|kg|kilograms?)\b",
+                          re.I)
 _NEGATION_BEFORE = re.compile(r"\b(no|not|denies|denied|without|negative for|absence of|free of)\b[^.;]{0,40}$", re.I)
 
 

@@ -23,6 +23,8 @@ _PHENOTYPIC_ABNORMALITY = "HP:0000118"
 
 # Everyday clinical wording -> the HPO term that names it. HPO's own synonyms are not in hpo3.
 SYNONYMS: dict[str, str] = {
+    "thoughts of suicide": "Suicidal ideation", "jerking movements": "Myoclonus", "loss of distal pulses": "Absent pulse",
+    "loss of pulses": "Absent pulse", "not eating": "Poor appetite",
     "shortness of breath": "Dyspnea", "short of breath": "Dyspnea", "breathlessness": "Dyspnea",
     "difficulty breathing": "Dyspnea", "dyspneic": "Dyspnea", "sob": "Dyspnea", "loose stools": "Diarrhea",
     "loose stool": "Diarrhea", "watery stools": "Diarrhea", "febrile": "Fever", "fevers": "Fever",

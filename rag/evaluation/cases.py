@@ -215,7 +215,7 @@ def score_options(analyzer: CaseAnalyzer, item: MedQAItem) -> dict[str, dict[str
     _, _, factors, mentions = analyzer.read(item.vignette)
     _, positive, _ = problem_list(mentions, factors)
     findings = {m.concept_id: m.concept for m in positive}
-    query = analyzer.differential_query(positive, positive, factors) or item.vignette[:500]
+    query = analyzer.differential_query(positive, positive) or item.vignette[:500]
     evidence = analyzer.asker.retriever.search(query, analyzer.settings.differential_records)
     letters = list(item.options)
     if not evidence:

@@ -103,6 +103,9 @@ def test_reference_ranges():
     # Topic 18, a 6-month-old: pulse 141/min is not judged by the adult range.
     infant = read_measurements(topics()[17], adult=False)
     assert [m.finding for m in infant if m.measure == "heart rate"] == [""]
+    # Topic 25, an 8-year-old: "heart rate was 52/min, blood pressure of 155/98" is abnormal at any age.
+    child = {m.measure: m.finding for m in read_measurements(topics()[24], adult=False)}
+    assert child == {"heart rate": "Bradycardia", "systolic": "Hypertension", "diastolic": "Hypertension"}
 
 
 def test_patient_factors_from_real_cases():
