@@ -19,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from pubmed_rag.paths import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 CACHE = ROOT / ".cache" / "annq"
 TYPES = ("auto", "flat", "ivfflat", "ivfpq", "hnsw")
 

@@ -23,6 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings
 from rag.evaluation import bioasq_answer_questions
 from rag.generation import load_generator
@@ -50,7 +51,7 @@ def main() -> None:
         questions = [{"question": q["question"], "gold": [q["pmid"]]} for q in json.loads(args.questions.read_text())]
     else:
         prefixes = tuple(p.strip() for p in args.files.split(","))
-        files = [f for f in sorted((ROOT.parent / "shared" / "data" / "bioasq").glob("Task*/*_golden.json"))
+        files = [f for f in sorted((SHARED_DATA / "bioasq").glob("Task*/*_golden.json"))
                  if f.name.startswith(prefixes)]
         questions = [{"question": q["body"], "gold": q["gold"]} for q in bioasq_answer_questions(files, TYPES)]
     questions = [questions[i * len(questions) // args.n] for i in range(min(args.n, len(questions)))]

@@ -28,10 +28,11 @@ import numpy as np
 
 from ingest.embedder import SentenceTransformerEmbedder, load_embedder, resolve_model_path
 from ingest.onnx_embedder import MIN_COSINE, OnnxEmbedder
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
 
 ROOT = Path(__file__).parents[1]
-SHARED = ROOT / ".." / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def bioasq_questions(folder: Path) -> tuple[list[str], str]:

@@ -15,6 +15,7 @@ from ingest.build import RecordsSource, ingest
 from ingest.embedder import load_embedder
 from ingest.jsonl import record_from_json
 from ingest.pubmed_xml import parse_xml_file
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings
 
 ROOT = Path(__file__).parents[1]
@@ -22,7 +23,7 @@ ROOT = Path(__file__).parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    shared = ROOT / ".." / "shared" / "data"
+    shared = SHARED_DATA
     parser.add_argument("--corpus", type=Path, default=shared / "corpus" / "abstracts.jsonl.gz")
     parser.add_argument("--xml", type=Path, default=ROOT / "tests" / "fixtures" / "pubmed_xml" / "medline16n0902.xml.gz")
     parser.add_argument("--n", type=int, default=2000)

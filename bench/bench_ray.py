@@ -24,9 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.build import FileSource, ingest  # noqa: E402
 from pubmed_rag.logs import configure  # noqa: E402
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "abstracts.jsonl.gz"
+CORPUS = SHARED_DATA / "corpus" / "abstracts.jsonl.gz"
 RAY = Path(sys.executable).with_name("ray")
 
 

@@ -20,12 +20,13 @@ from bench_ask import pct  # bench/ is on sys.path when run as a script
 
 from ingest.build import RecordsSource, ingest
 from ingest.index import IndexLayout, LoadedIndex
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.records import Deletion
 from pubmed_rag.settings import Settings
 from rag.evaluation import bioasq_questions, load_bioasq, load_corpus
 from rag.pipeline import Asker
 
-SHARED = Path("..") / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def corpus_index(settings: Settings, corpus: Path, name: str, base: str) -> None:

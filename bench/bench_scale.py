@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pubmed_rag.paths import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 CACHE = ROOT / ".cache" / "scale"
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 

@@ -34,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pubmed_rag.paths import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 CACHE = ROOT / ".cache" / "store"
 NAME = "big"
 BASE_PMID = 100_000_000

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ingest.embedder import load_embedder
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings
 from rag.evaluation.claim_sets import load_dataset
 from rag.verify import SupportScorer, scoring_model, verifier_path
@@ -71,7 +72,7 @@ def main() -> None:
 
     settings = Settings()
     verify = settings.verify.model_copy(update={"model": args.model} if args.model else {})
-    items = load_dataset(args.dataset, "dev", ROOT.parent / "shared" / "data")
+    items = load_dataset(args.dataset, "dev", SHARED_DATA)
     step = max(1, len(items) // args.claims)
     pairs = [(i.claim, i.text) for i in items[::step][:args.claims]]
     embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens, settings.embedding.backend,

@@ -19,11 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings  # noqa: E402
 from rag.evaluation import bioasq_answer_questions  # noqa: E402
 from rag.pipeline import Asker  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def main() -> None:

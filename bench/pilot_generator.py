@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings
 from rag.training.generator import (
     GeneratorTrainConfig,
@@ -43,7 +44,7 @@ def main() -> None:
     settings = Settings.load()
     if not args.choice.is_file():
         args.choice.parent.mkdir(parents=True, exist_ok=True)
-        write_examples(choice_examples(ROOT.parent / "shared" / "data", settings, args.index), args.choice)
+        write_examples(choice_examples(SHARED_DATA, settings, args.index), args.choice)
     train = read_examples(args.examples)[: args.n]
     held = read_examples(args.choice)[: args.held]
     _, folder = base_model_files(settings.paths.cache_dir)

@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pubmed_rag.paths import SHARED_DATA
 from rag.evaluation.verify import verdict_metrics
 from rag.training import TrainConfig, base_model_path, train_cross_encoder
 from rag.training.verifier import LABELS, balanced_weights, build_claim_examples, calibration_items, claim_set_examples
 
 ROOT = Path(__file__).parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def smollm2_folder() -> Path:

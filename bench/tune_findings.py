@@ -28,11 +28,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.embedder import load_embedder  # noqa: E402
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.records import section_category  # noqa: E402
 from rag.evaluation import bioasq_answer_questions, rouge  # noqa: E402
 from rag.findings import abstract_sentences, has_cue, lexical_overlap  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 GRID = {"lexical_weight": [0.0, 0.15, 0.3, 0.5], "results_prior": [0.0, 0.05, 0.1, 0.2],
         "conclusions_prior": [0.0, 0.05, 0.1, 0.2], "cue_weight": [0.0, 0.03, 0.06], "candidates": [4, 6, 100]}
 

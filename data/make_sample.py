@@ -14,6 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
+from pubmed_rag.paths import SHARED_DATA
+
 ROOT = Path(__file__).parents[1]
 HERE = ROOT / "data" / "sample"
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -94,7 +96,7 @@ def fixture_records(records: list[dict], shared: Path) -> tuple[list[dict], list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--shared", type=Path, default=SHARED_DATA)
     parser.add_argument("--out", type=Path, default=HERE, help="sample folder")
     parser.add_argument("--fixtures", type=Path, default=FIXTURES, help="tests' fixture folder")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ from ingest.manifest import (
 )
 from ingest.sentence_store import SentenceStore
 from ingest.store import ChunkPmids, RecordStore
+from pubmed_rag.settings import IndexSettings, Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEEP_VERSIONS = 2
@@ -161,17 +162,33 @@ def verify_index(index_dir: Path, name: str) -> VerifyReport:
     return verify_folder(current_folder(index_dir, name))
 
 
+def search_overrides(settings: IndexSettings) -> dict[str, int]:
+    """The query-time search parameters (``nprobe``, ``ef_search``, ``refine``) set to other than their defaults:
+    they replace, for every query, the values the index was built with (its manifest's)."""
+    defaults = IndexSettings()
+    return {key: getattr(settings, key) for key in ("nprobe", "ef_search", "refine")
+            if getattr(settings, key) != getattr(defaults, key)}
+
+
+def open_index(settings: Settings, name: str | None = None) -> LoadedIndex:
+    """The served version of index ``name`` (default ``paths.default_index``), searched with the ``index`` settings
+    that apply at query time: ``nprobe``, ``ef_search``, ``refine`` (see ``search_overrides``) and ``exact_below``."""
+    return LoadedIndex(settings.paths.index_dir, name or settings.paths.default_index,
+                       search=search_overrides(settings.index), exact_below=settings.index.exact_below)
+
+
 class LoadedIndex:
     """A served index version opened for reading: manifest, record store and vectors (memory-mapped).
 
     ``search`` overrides the manifest's search parameters (``nprobe``, ``ef_search``, ``refine``) for every query."""
 
-    def __init__(self, index_dir: Path, name: str, search: dict[str, int] | None = None) -> None:
+    def __init__(self, index_dir: Path, name: str, search: dict[str, int] | None = None,
+                 exact_below: int = 20_000) -> None:
         self.name = name
         self.folder = current_folder(index_dir, name)
         self.manifest = read_manifest(self.folder)
         self.store = open_store(self.folder, self.manifest)
-        self.vectors = open_vectors(self.folder, self.manifest)
+        self.vectors = open_vectors(self.folder, self.manifest, exact_below=exact_below)
         self.vectors.search_overrides = {k: v for k, v in (search or {}).items() if v}
 
     @cached_property

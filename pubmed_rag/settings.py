@@ -81,11 +81,16 @@ class IndexSettings(_Section):
                          "with 48 x 8 bits: docs/scale.md).")
     hnsw_m: int = Field(16, ge=4, description="HNSW: graph neighbours per vector.")
     ef_construction: int = Field(40, ge=8, description="HNSW: candidate list size while building.")
+    # nprobe, ef_search, refine: written into the index at build; a value other than the default given when asking
+    # (--index.nprobe 512) replaces the index's for every query (ingest.index.search_overrides).
     nprobe: int = Field(256, ge=1, description="IVF: lists visited per query (IVF-PQ at 1M chunks, 1024 lists: recall@10 "
-                        "0.977 with 256, 0.950 with 128: docs/scale.md).")
-    ef_search: int = Field(1536, ge=1, description="HNSW: candidate list size per query (recall@10 0.97 at 200k chunks).")
+                        "0.977 with 256, 0.950 with 128: docs/scale.md); a non-default value at query time overrides "
+                        "the index's.")
+    ef_search: int = Field(1536, ge=1, description="HNSW: candidate list size per query (recall@10 0.97 at 200k chunks); "
+                           "a non-default value at query time overrides the index's.")
     refine: int = Field(128, ge=1, description="IVF-PQ: k * refine candidates re-scored with the exact vectors "
-                        "(at 1M chunks, nprobe 256: recall@10 0.977 with 128, 0.957 with 64; docs/scale.md).")
+                        "(at 1M chunks, nprobe 256: recall@10 0.977 with 128, 0.957 with 64; docs/scale.md); a "
+                        "non-default value at query time overrides the index's.")
     train_size: int = Field(0, ge=0, description="IVF: training sample size (0 = 64 per list, at least 10,000).")
     exact_below: int = Field(20_000, ge=0, description="ANN types: a filter allowing at most this many chunks is "
                              "searched exactly over those chunks.")

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ingest.embedder import Embedder, load_embedder
-from ingest.index import LoadedIndex
+from ingest.index import open_index
 from pubmed_rag.sentences import split_sentences
 from pubmed_rag.settings import DEFAULT_EMBEDDER, Settings
 from pubmed_rag.types import ABSTAIN_TEXT, Answer, Citation, Evidence, Sentence, Timings
@@ -56,7 +56,7 @@ class Asker:
                  generator: Generator | None = None, embedder: Embedder | None = None,
                  sentence_scorer: SentenceScorer | None = None) -> None:
         self.settings = settings or Settings.load()
-        self.index = LoadedIndex(self.settings.paths.index_dir, index or self.settings.paths.default_index)
+        self.index = open_index(self.settings, index)
         configured = self.settings.embedding.model
         if configured != DEFAULT_EMBEDDER and configured != self.index.embedding_model:
             raise QuestionError(

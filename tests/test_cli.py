@@ -292,3 +292,13 @@ def test_eval_cases_trec_and_medqa(small_index_dir, generator_cache, tmp_path):
     assert "| diagnosis | 6 |" in done.stdout and 0 <= medqa["diagnosis"]["similarity"] <= 1
     bad = run("eval", "cases", "--trec-cds", str(ROOT / "data/cases/2014_description.csv"), str(out))
     assert bad.returncode == 1 and "must hold the same topics" in bad.stderr
+
+
+def test_shared_data_defaults_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    from ui.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["eval", "verify"])
+    assert args.data.is_absolute() and args.data == ROOT.parent / "shared" / "data"
+    assert build_parser().parse_args(["train", "verifier"]).data == args.data
+    assert build_parser().parse_args(["eval", "qa"]).pubmedqa == args.data / "pubmedqa" / "test_set.json"

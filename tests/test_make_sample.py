@@ -9,11 +9,12 @@ from collections import Counter
 import pytest
 
 from ingest.sources import parse_file
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.records import Deletion, Record
 from tests.conftest import FIXTURES, ROOT, SAMPLE
 from ui.first_run import sample_files
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def test_every_sample_record_has_a_title_and_the_flagship_trial_is_there():

@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from ingest.embedder import load_embedder
-from ingest.index import LoadedIndex, current_folder, list_indexes
+from ingest.index import LoadedIndex, current_folder, list_indexes, open_index
 from pubmed_rag.settings import Settings
 from rag.case import CaseAnalyzer
 from rag.pipeline import Asker
@@ -60,7 +60,7 @@ def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
 @st.cache_resource
 def _scorer(index: str, folder: str, settings_json: str) -> tuple[LoadedIndex, SupportScorer]:
     s = Settings.model_validate_json(settings_json)
-    loaded = LoadedIndex(s.paths.index_dir, index)
+    loaded = open_index(s, index)
     embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, s.embedding.backend, s.paths.cache_dir)
     return loaded, SupportScorer(embedder, s.verify, cache_dir=s.paths.cache_dir, sentences=loaded.sentences)
 

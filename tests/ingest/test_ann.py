@@ -16,11 +16,11 @@ from ingest.ann.base import IndexSpec
 from ingest.ann.sharded import SHARDS_DIR
 from ingest.build import FileSource, RecordsSource, ingest
 from ingest.compact import compact
-from ingest.index import IndexLayout, LoadedIndex, verify_index
+from ingest.index import IndexLayout, LoadedIndex, open_index, verify_index
 from ingest.manifest import STORE_FILE, sha256
 from ingest.store import RECORD_COLUMNS
 from pubmed_rag.records import Deletion
-from tests.conftest import XML
+from tests.conftest import XML, pubmedqa_questions
 
 # Small parameters so every type really is that type at ~300 chunks (IVF with 4 lists; PQ 16 x 4 bits, FAISS's
 # fast-scan form, or 16 x 8 bits). Keyed by a label; the type is the label's first word.
@@ -239,3 +239,33 @@ def test_compact_command_changes_the_type(small_settings, capsys):
     assert code == 0 and out.startswith("index 'small' v0002: 1 shard(s) -> 1,") and "(hnsw)" in out
     index = LoadedIndex(small_settings.paths.index_dir, "small")
     assert index.manifest["index"]["factory"] == "HNSW8,Flat" and index.manifest["index"]["requested"] == "hnsw"
+
+
+def test_query_time_index_settings_reach_the_served_index(small_settings, embedder, monkeypatch):
+    """--index.nprobe / ef_search / refine and --index.exact_below given when asking change the search."""
+    built = typed(small_settings, "ivfflat")
+    built.index.nprobe = 1  # the index is built to visit 1 of its 4 lists
+    compact("small", built)
+    questions = [q["question"] for q in pubmedqa_questions()[:8]]
+    queries = embedder.encode(questions)
+    served = open_index(small_settings)  # default settings: the index's own nprobe 1
+    assert served.vectors.search_overrides == {} and served.vectors.exact_below == 20_000
+    exact = [exact_top(served, q, 10) for q in queries]
+    approximate = [served.vectors.search(q, 10)[1].tolist() for q in queries]
+    assert approximate != exact  # one list of four misses some of the nearest chunks
+
+    asked = small_settings.model_copy(deep=True)
+    asked.index.nprobe, asked.index.exact_below = 4, 0
+    index = open_index(asked)
+    assert index.vectors.search_overrides == {"nprobe": 4} and index.vectors.exact_below == 0
+    assert [index.vectors.search(q, 10)[1].tolist() for q in queries] == exact  # every list visited: exact
+
+    # exact_below: a filter allowing 3 records' chunks is searched exactly only when it is under the bound.
+    calls = []
+    original = type(index.vectors)._exact
+    monkeypatch.setattr(type(index.vectors), "_exact", lambda self, *a: calls.append(1) or original(self, *a))
+    allowed = np.array(sorted(c for p in index.store.all_pmids()[:3] for c in index.store.chunk_ids(p)))
+    index.vectors.search(queries[0], 5, allowed)
+    assert calls == []  # exact_below 0: the approximate path
+    served.vectors.search(queries[0], 5, allowed)
+    assert calls == [1]  # the default bound: exact

@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 
+from pubmed_rag.paths import SHARED_DATA
 from rag.cross_encoder import TRAINED_FILE, unpack_trained
 from rag.training.verifier import (
     CONTRADICTED,
@@ -19,10 +20,10 @@ from rag.training.verifier import (
     calibration_items,
     contradict,
 )
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES
 from ui.cli import main
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = SHARED_DATA
 CLAIM_DATA = FIXTURES / "claim_data"
 
 

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pubmed_rag.paths import SHARED_DATA
 from pubmed_rag.settings import Settings
 from rag.evaluation.claim_sets import DATASETS as CLAIM_SETS
 
-SHARED = Path("..") / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def default_bioasq_files() -> list[Path]:

@@ -306,7 +306,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from ingest.embedder import load_embedder
     from ingest.entrez import fetch_pmids
-    from ingest.index import LoadedIndex, UnknownIndexError
+    from ingest.index import UnknownIndexError, open_index
     from rag.check import check_claims, parse_claims
     from rag.verify import SupportScorer
 
@@ -321,7 +321,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("error: no claim citing a PMID found; give --claim/--pmid or --file", file=sys.stderr)
         return 2
     try:
-        index = LoadedIndex(settings.paths.index_dir, args.index or settings.paths.default_index)
+        index = open_index(settings, args.index)
         scorer = SupportScorer(load_embedder(index.embedding_model, index.max_tokens, settings.embedding.backend,
                                             settings.paths.cache_dir), settings.verify,
                                cache_dir=settings.paths.cache_dir, sentences=index.sentences)
