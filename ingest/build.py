@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,46 +24,13 @@ from ingest.embedder import Embedder, load_embedder
 from ingest.index import IndexLayout
 from ingest.manifest import STORE_FILE, open_vectors, read_manifest, shared_store, verify_folder, write_manifest
 from ingest.sentence_store import SENTENCES_FILE, SentenceStore
-from ingest.sources import detect_format, parse_file
+from ingest.sources import FileSource, RecordsSource, Source, detect_format
 from ingest.store import RecordStore, now, upgrade
-from pubmed_rag.records import Deletion, IngestError, Record, Skipped
+from pubmed_rag.records import Deletion, IngestError, Record
 from pubmed_rag.settings import IndexSettings, Settings
 
-
-class Source(Protocol):
-    """Anything that yields PubMed items: a file, a fetched E-utilities result, an upload."""
-
-    kind: str
-    name: str
-
-    def items(self) -> Iterator[Record | Deletion | Skipped]: ...
-
-
-@dataclass
-class FileSource:
-    """A PubMed XML, MEDLINE text or JSONL file."""
-
-    path: Path
-    kind: str = "file"
-
-    @property
-    def name(self) -> str:
-        return str(self.path)
-
-    def items(self) -> Iterator[Record | Deletion | Skipped]:
-        return parse_file(self.path)
-
-
-@dataclass
-class RecordsSource:
-    """Records already in memory (tests, evaluation corpora)."""
-
-    name: str
-    records: Iterable[Record | Deletion | Skipped]
-    kind: str = "records"
-
-    def items(self) -> Iterator[Record | Deletion | Skipped]:
-        return iter(self.records)
+# The sources live in ingest.sources (ingest.distributed reads them too); callers have always imported them from here.
+__all__ = ["FileSource", "RecordsSource", "Source", "ingest"]
 
 
 class Progress(Protocol):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ingest.embedder import Embedder, load_embedder, resolve_model_path
+from ingest.sources import FileSource
 from pubmed_rag.records import Deletion, IngestError, Record, Skipped
 from pubmed_rag.settings import Settings
 
@@ -248,7 +249,6 @@ def prepare(sources: list, embedder: Embedder, settings: Settings, work: Path,
     import ray
     from ray.data import ActorPoolStrategy
 
-    from ingest.build import FileSource
 
     cfg = settings.ingest
     resources = connect(cfg.ray, verbose=logging.getLogger("pubmed_rag").isEnabledFor(logging.DEBUG))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ingest.torch_embedder import SentenceTransformerEmbedder
 from pubmed_rag.threads import one_thread_requested
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,6 @@ def export(layout: ModelLayout, folder: Path, max_tokens: int) -> dict:
     """Export the model into ``folder/model.onnx``, check it against PyTorch and record the check in
     ``folder/check.json``. Both files are written under temporary names and renamed into place."""
     import torch
-
-    from ingest.embedder import SentenceTransformerEmbedder
 
     folder.mkdir(parents=True, exist_ok=True)
     reference = SentenceTransformerEmbedder(str(layout.path), max_tokens=max_tokens)

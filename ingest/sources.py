@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ingest.jsonl import parse_jsonl_file
 from ingest.medline_text import parse_medline_file
 from ingest.pubmed_xml import Item, open_maybe_gzip, parse_xml_file
-from pubmed_rag.records import IngestError
+from pubmed_rag.records import Deletion, IngestError, Record, Skipped
 
 
 def detect_format(path: Path) -> str:
@@ -39,3 +41,39 @@ def parse_file(path: Path) -> Iterator[Item]:
     fmt = detect_format(path)
     parser = {"xml": parse_xml_file, "medline": parse_medline_file, "jsonl": parse_jsonl_file}[fmt]
     yield from parser(Path(path))
+
+
+class Source(Protocol):
+    """Anything that yields PubMed items: a file, a fetched E-utilities result, an upload."""
+
+    kind: str
+    name: str
+
+    def items(self) -> Iterator[Record | Deletion | Skipped]: ...
+
+
+@dataclass
+class FileSource:
+    """A PubMed XML, MEDLINE text or JSONL file."""
+
+    path: Path
+    kind: str = "file"
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def items(self) -> Iterator[Record | Deletion | Skipped]:
+        return parse_file(self.path)
+
+
+@dataclass
+class RecordsSource:
+    """Records already in memory (tests, evaluation corpora)."""
+
+    name: str
+    records: Iterable[Record | Deletion | Skipped]
+    kind: str = "records"
+
+    def items(self) -> Iterator[Record | Deletion | Skipped]:
+        return iter(self.records)

@@ -33,3 +33,42 @@ def test_no_import_points_up(package):
 def test_the_cli_lives_with_the_other_front_end():
     assert (ROOT / "ui" / "cli" / "main.py").is_file() and not (ROOT / "pubmed_rag" / "cli.py").exists()
     assert imported_packages(ROOT / "ui" / "cli" / "main.py") >= {"pubmed_rag"}
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (function-level imports included)."""
+    modules = {}
+    for package in ("pubmed_rag", "ingest", "rag", "ui"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    graph[name].add(target if target in modules else node.module)
+            elif isinstance(node, ast.Import):
+                graph[name].update(alias.name for alias in node.names)
+        graph[name] &= set(modules)
+    return graph
+
+
+def test_no_import_cycles():
+    graph = module_graph()
+    cycles, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert len(graph) > 80 and cycles == []

@@ -141,7 +141,7 @@ def synthetic_flips(pqal: Path, scorer: SupportScorer, n: int = 0, seed: int = 0
     import json
     import random
 
-    from rag.training.verifier import contradict, finding_sentence
+    from rag.evaluation.flips import contradict, finding_sentence
 
     data = list(json.loads(Path(pqal).read_text(encoding="utf-8")).values())
     if n and n < len(data):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.training import _batches, set_seed
+from rag.training.common import _batches, set_seed
 from rag.training.generator_data import GenExample, read_examples, write_examples
 
 TRAIN_TASKS = ("7B", "8B")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pubmed_rag.sentences import split_sentences
-from rag.training import (
+from rag.training.common import (
     MODELS,
     Example,
     TrainConfig,
@@ -136,7 +136,7 @@ def pubmedqa_examples(pqal: Path, held_out: set[str], items: int = 400, limit: i
     two BACKGROUND / OBJECTIVE / METHODS sentences of the same abstract sharing most of the question's words (not
     relevant): the same topic, but not the answer."""
     from pubmed_rag.records import section_category
-    from rag.training.verifier import finding_sentence
+    from rag.evaluation.flips import finding_sentence
 
     data = json.loads(Path(pqal).read_text(encoding="utf-8"))
     pool = [d for pmid, d in data.items() if pmid not in held_out][: limit or items]

@@ -6,8 +6,7 @@ with the abstract cut to the model's window and with the sentences ``rag.verify`
 (``claim_set_examples``). One train claim in ``CALIBRATION_SHARE`` is held out of training: the reading width and
 thresholds are chosen on those claims, and the dev splits only report (``evaluate_shipped``).
 
-``contradict`` and ``finding_sentence`` make the synthetic flips that ``eval verify`` also reports (a finding with
-its negation, direction or a number changed).
+The synthetic flips that ``eval verify`` also reports are made in ``rag.evaluation.flips``.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pubmed_rag.sentences import split_sentences
-from rag.agreement import ANTONYMS
-from rag.training import (
+from rag.training.common import (
     MODELS,
     Example,
     TrainConfig,
@@ -38,53 +35,6 @@ LABELS = ["supported", "contradicted", "not enough information"]
 SUPPORTED, CONTRADICTED, NEI = range(3)
 DEFAULT_OUT = MODELS / "verifier"
 _LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
-
-_RECOMMENDATION = re.compile(r"\b(needed|warranted|should|must|recommend\w*|future|further (?:research|studies|stud"
-                             r"y|investigation|trials?))\b", re.I)
-_NEGATIONS = (  # (pattern, replacement): removing a negation
-    (re.compile(r"\b(is|are|was|were|does|did|do|has|have|had|can|could|will|would|may|might|should) not\b", re.I),
-     r"\1"),
-    (re.compile(r"\bno (significant |statistically significant )?(difference|effect|association|change|"
-                r"correlation|benefit|improvement|increase|reduction|relationship)", re.I), r"a \1\2"),
-    (re.compile(r"\bnot (associated|related|correlated|different|effective|significant|superior|inferior|"
-                r"predictive|affected|improved|reduced|increased)\b", re.I), r"\1"),
-    (re.compile(r"\bfail(?:s|ed)? to\b", re.I), "managed to"),
-    (re.compile(r"\bwithout\b", re.I), "with"),
-)
-_AUX = re.compile(r"\b(is|are|was|were|does|did|has|have|had|can|could|will|may|might)\b(?! not\b)")
-
-
-def finding_sentence(conclusion: str) -> str | None:
-    """The first sentence of a conclusion that states a finding (not "further studies are needed")."""
-    found = [s for s in split_sentences(conclusion) if not _RECOMMENDATION.search(s)]
-    return found[0] if found else None
-
-
-def _case_like(word: str, model: str) -> str:
-    return word.capitalize() if model[:1].isupper() else word
-
-
-def contradict(sentence: str, rng: random.Random) -> tuple[str, str] | None:
-    """``(contradicting sentence, kind)``: a direction/comparator word swapped, or a negation removed or added;
-    ``None`` when no edit applies."""
-    options: list[tuple[str, str]] = []
-    words = re.finditer(r"[A-Za-z]+(?:-[a-z]+)?", sentence)
-    for m in words:
-        swap = ANTONYMS.get(m.group(0).lower())
-        if swap:
-            options.append((sentence[:m.start()] + _case_like(swap, m.group(0)) + sentence[m.end():], "direction"))
-            break
-    for pattern, replacement in _NEGATIONS:
-        if pattern.search(sentence):
-            options.append((pattern.sub(replacement, sentence, count=1), "negation-removed"))
-            break
-    else:
-        aux = _AUX.search(sentence)
-        if aux:
-            options.append((sentence[:aux.end()] + " not" + sentence[aux.end():], "negation-added"))
-    options = [(text, kind) for text, kind in options if text != sentence]
-    return rng.choice(options) if options else None
-
 
 def _limit(examples: list[Example], limit: int) -> list[Example]:
     if not limit:

@@ -89,7 +89,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         pubmedqa_questions,
     )
     from rag.pipeline import Asker
-    from ui.cli.main import TqdmProgress
+    from ui.cli.progress import TqdmProgress
 
     if args.task == "verify":
         return run_verify(args, settings)

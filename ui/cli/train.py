@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pubmed_rag.paths import SHARED_DATA as SHARED
 from pubmed_rag.settings import Settings
-from ui.cli.eval import SHARED
 
 
 def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argparse.ArgumentParser], None]) -> None:
