@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -174,10 +176,15 @@ def test_kill_during_update_keeps_old_index(settings, embedder, tmp_path):
            "--paths.index_dir", str(settings.paths.index_dir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     versions = settings.paths.index_dir / "k" / "versions"
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(versions.glob(".tmp-*")):  # staging is made after the model loads
-        time.sleep(0.2)
-    time.sleep(3)  # well inside embedding the 180 records (the first 256 passages take about 20 s)
+    # The marker: the embed bar has counted its first batch (of about 256 passages), so the kill lands mid-build.
+    output: list[bytes] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(lambda: proc.stdout.read(1), b"")), daemon=True)
+    reader.start()
+    deadline = time.time() + 180
+    while time.time() < deadline and not re.search(rb"embed: *(?:\d+%\|[^|]*\| *)?[1-9]\d*(?:/|chunk)",
+                                                                b"".join(output)):
+        time.sleep(0.05)
+    assert any(versions.glob(".tmp-*")), b"".join(output)[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # The old version is still served, intact.
