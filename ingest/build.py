@@ -180,7 +180,8 @@ def ingest(
                 "configured; use the same model (--embedding.model) or build a new index."
             )
         max_tokens = old_manifest["embedding"]["max_tokens"] if old_manifest else settings.embedding.max_tokens
-        embedder = embedder or load_embedder(model, max_tokens, settings.embedding.backend, settings.paths.cache_dir)
+        embedder = embedder or load_embedder(model, max_tokens, settings.embedding.backend, settings.paths.cache_dir,
+                                          settings.allow_network)
         number = layout.next_number()
         base = open_shared_store(layout, previous, old_manifest)
         staging = layout.new_version()

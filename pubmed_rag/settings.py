@@ -280,7 +280,9 @@ class Settings(BaseSettings):
     verify: VerifySettings = Field(default_factory=VerifySettings)
     case: CaseSettings = Field(default_factory=CaseSettings)
     allow_network: bool = Field(
-        False, description="Allow fetching PMIDs that are not indexed (citation checker) from NCBI."
+        False, description="Allow network access: fetching PMIDs that are not indexed (citation checker) from NCBI, and "
+        "downloading an embedding model named by a Hugging Face id that is not installed. Off: everything is read "
+        "from this machine."
     )
 
     @classmethod

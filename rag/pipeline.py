@@ -64,7 +64,8 @@ class Asker:
                 f"{configured!r} is configured; ask with the index's model or rebuild the index."
             )
         self.embedder = embedder or load_embedder(self.index.embedding_model, self.index.max_tokens,
-                                                   self.settings.embedding.backend, self.settings.paths.cache_dir)
+                                                   self.settings.embedding.backend, self.settings.paths.cache_dir,
+                                                   self.settings.allow_network)
         self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval)
         self.scorer = SupportScorer(self.embedder, self.settings.verify, cache_dir=self.settings.paths.cache_dir,
                                      sentences=self.index.sentences)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import streamlit as st
 
@@ -21,6 +22,12 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
 def md_escape(text: str) -> str:
     """Escape text so Markdown shows it literally (no links, no formatting, no HTML)."""
     return _MD_SPECIAL.sub(r"\\\1", text or "")
+
+
+def md_link(text: str, url: str) -> str:
+    """A Markdown link whose text is shown literally and whose address cannot end the link early: characters that
+    Markdown or a URL would read as syntax (``)``, spaces, ``<``) are percent-encoded."""
+    return f"[{md_escape(text)}]({quote(url, safe=':/?=&#%~+,;@')})"
 
 
 def settings() -> Settings:
@@ -61,7 +68,8 @@ def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
 def _scorer(index: str, folder: str, settings_json: str) -> tuple[LoadedIndex, SupportScorer]:
     s = Settings.model_validate_json(settings_json)
     loaded = open_index(s, index)
-    embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, s.embedding.backend, s.paths.cache_dir)
+    embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, s.embedding.backend, s.paths.cache_dir,
+                             s.allow_network)
     return loaded, SupportScorer(embedder, s.verify, cache_dir=s.paths.cache_dir, sentences=loaded.sentences)
 
 

@@ -174,3 +174,15 @@ def test_case_page_analyses_an_example_case(ui_env):
     assert "~~Diabetes mellitus~~" in out.replace("\\", "")  # "She denies ... diabetes"
     assert "Removed before analysis: 1 × name" in out and "Pennington" not in out
     assert "Pennington" not in at.session_state["case_report"].model_dump_json()
+
+
+def test_citations_page_refuses_typed_pmids_that_are_not_numbers(ui_env):
+    at = AppTest.from_file(str(PAGES / "citations.py"), default_timeout=120)
+    at.run()
+    at.text_input(key="cite_claim").input("As-needed budesonide-formoterol was noninferior to maintenance therapy.")
+    at.text_input(key="cite_pmids").input("29768149, 1)](javascript:alert(1))")
+    at.button[0].click().run()
+    assert not at.exception
+    out = texts(at)
+    assert "Not a PMID (PMIDs are numbers): 1\\)\\]\\(javascript" in out
+    assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out and "](javascript" not in out

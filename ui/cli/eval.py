@@ -229,7 +229,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens, settings.embedding.backend,
-                             settings.paths.cache_dir)
+                             settings.paths.cache_dir, settings.allow_network)
     bars: dict[str, tqdm] = {}
 
     def progress(name: str, n: int) -> None:

@@ -300,7 +300,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         index = open_index(settings, args.index)
         scorer = SupportScorer(load_embedder(index.embedding_model, index.max_tokens, settings.embedding.backend,
-                                            settings.paths.cache_dir), settings.verify,
+                                             settings.paths.cache_dir, settings.allow_network), settings.verify,
                                cache_dir=settings.paths.cache_dir, sentences=index.sentences)
     except (UnknownIndexError, RuntimeError) as exc:  # RuntimeError: VerifierError names the cosine fallback
         print(f"error: {exc.args[0]}", file=sys.stderr)

@@ -9,7 +9,7 @@ from rag.citations import strip_markers
 from rag.grading import FILTER_TYPES
 from rag.pipeline import QuestionError
 from rag.retrieve import Filters
-from ui.common import DISCLAIMER, asker, index_picker, md_escape
+from ui.common import DISCLAIMER, asker, index_picker, md_escape, md_link
 from ui.examples import example_asked, example_buttons
 
 _VERDICT = {"supported": (":material/check_circle:", "green"), "weak": (":material/warning:", "orange"),
@@ -44,9 +44,9 @@ def card(ev: Evidence, highlight: set[str], finding: Finding | None) -> None:
             st.error("Retracted publication: do not rely on this paper.", icon=":material/block:")
         elif ev.retraction_notice:
             st.warning("This record is a retraction notice.", icon=":material/warning:")
-        links = f"[PMID {ev.pmid}]({ev.url})"
+        links = md_link(f"PMID {ev.pmid}", ev.url)
         if ev.doi:
-            links += f" · [DOI {md_escape(ev.doi)}](https://doi.org/{ev.doi})"
+            links += " · " + md_link(f"DOI {ev.doi}", f"https://doi.org/{ev.doi}")
         relevance = (f"relevance {finding.relevance:.2f} (similarity of its best sentence to the question)"
                      if finding else "no sentence relevant enough to quote")
         st.markdown(f"{links} · rank {ev.number} · {relevance}")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from rag.case import CaseError
 from rag.case.report import to_markdown
-from ui.common import DISCLAIMER, case_analyzer, index_picker, md_escape
+from ui.common import DISCLAIMER, case_analyzer, index_picker, md_escape, md_link
 
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "data" / "cases" / "2014_description.csv"
 EXAMPLE_TOPICS = {1: "Chest pain (TREC CDS 2014 topic 1)", 4: "Child with fever (topic 4)",
@@ -106,7 +106,7 @@ if report is not None:
     if report.references:
         st.subheader("References")
         for e in report.references:
-            st.markdown(f"{e.number}\\. [PMID {md_escape(e.pmid)}]({e.url}) {md_escape(e.display_title)} "
+            st.markdown(f"{e.number}\\. {md_link(f'PMID {e.pmid}', e.url)} {md_escape(e.display_title)} "
                         f"{md_escape(' · '.join(p for p in (e.journal, str(e.year or '')) if p))}")
     col1, col2 = st.columns(2)
     col1.download_button("Download Markdown", to_markdown(report), file_name="case-report.md", mime="text/markdown")

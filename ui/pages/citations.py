@@ -6,7 +6,7 @@ import streamlit as st
 
 from pubmed_rag.sentences import split_sentences
 from rag.check import check_claims, parse_claims
-from ui.common import index_picker, md_escape, scorer
+from ui.common import index_picker, md_escape, md_link, scorer
 
 BADGE = {"supported": "green", "contradicted": "red", "not enough information": "gray"}
 
@@ -27,7 +27,11 @@ if st.button("Check", type="primary", disabled=index is None) and index:
         st.stop()
     claims = parse_claims(text) if text.strip() else []
     if claim.strip() and pmids.strip():
-        claims.append((claim.strip(), [p.strip() for p in pmids.replace(";", ",").split(",") if p.strip()]))
+        typed = [p.strip() for p in pmids.replace(";", ",").split(",") if p.strip()]
+        bad = [p for p in typed if not p.isdigit()]
+        if bad:
+            st.error("Not a PMID (PMIDs are numbers): " + ", ".join(md_escape(p) for p in bad))
+        claims.append((claim.strip(), [p for p in typed if p.isdigit()]))
     if not claims:
         st.warning("No claim with a PMID found.")
     checks = check_claims(claims, loaded, support)
@@ -44,7 +48,7 @@ for check in st.session_state.get("checks", []):
                 st.warning(f"PMID {r.pmid} is not in this index.")
                 continue
             probability = f" p={r.probability:.2f}" if r.probability is not None else ""
-            st.markdown(f"[PMID {r.pmid}]({r.url}) {md_escape(r.title)} — "
+            st.markdown(f"{md_link(f'PMID {r.pmid}', r.url)} {md_escape(r.title)} — "
                         f":{BADGE.get(r.verdict, 'gray')}-badge[{r.verdict}{probability}] similarity {r.score:.2f}")
             if r.reason:
                 st.caption(f"Why: {md_escape(r.reason)}")
