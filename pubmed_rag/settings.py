@@ -249,6 +249,15 @@ class VerifySettings(_Section):
                                          "at or above which the claim is supported.")
 
 
+class AppSettings(_Section):
+    """The Streamlit app: who may do what. Reading (Ask, Case, Citations, browsing the Library) is always open."""
+
+    index_writes: Literal["auto", "on", "off"] = Field(
+        "auto", description="Building and updating indexes from the Library page (and with ingest.ray, on a Ray "
+        "cluster): auto = allowed only when the app is bound to the loopback address (make demo binds 127.0.0.1), "
+        "on = allowed for every visitor, off = never.")
+
+
 class CaseSettings(_Section):
     """``pubmed-rag case`` and the Case page: problem list, literature-based differential, evidence per problem."""
 
@@ -279,6 +288,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     case: CaseSettings = Field(default_factory=CaseSettings)
+    app: AppSettings = Field(default_factory=AppSettings)
     allow_network: bool = Field(
         False, description="Allow network access: fetching PMIDs that are not indexed (citation checker) from NCBI, and "
         "downloading an embedding model named by a Hugging Face id that is not installed. Off: everything is read "

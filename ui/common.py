@@ -30,6 +30,18 @@ def md_link(text: str, url: str) -> str:
     return f"[{md_escape(text)}]({quote(url, safe=':/?=&#%~+,;@')})"
 
 
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def index_writes_allowed(cfg: Settings, address: str | None = None) -> bool:
+    """Whether visitors may build or update indexes: ``app.index_writes``, where ``auto`` allows it only when the
+    server is bound to loopback (``address``: Streamlit's ``server.address``; unset means every interface)."""
+    if cfg.app.index_writes != "auto":
+        return cfg.app.index_writes == "on"
+    address = st.get_option("server.address") if address is None else address
+    return (address or "") in LOOPBACK
+
+
 def settings() -> Settings:
     return Settings.load()
 

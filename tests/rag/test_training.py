@@ -11,6 +11,7 @@ import pytest
 
 from pubmed_rag.paths import SHARED_DATA
 from rag.cross_encoder import TRAINED_FILE, unpack_trained
+from rag.evaluation.flips import contradict
 from rag.training.verifier import (
     CONTRADICTED,
     NEI,
@@ -18,7 +19,6 @@ from rag.training.verifier import (
     balanced_weights,
     build_claim_examples,
     calibration_items,
-    contradict,
 )
 from tests.conftest import FIXTURES
 from ui.cli import main

@@ -111,10 +111,11 @@ def test_library_page_builds_an_index_from_a_pubmed_query(ui_env, monkeypatch):
     with EUtilsServer() as server:
         monkeypatch.setenv("PUBMED_RAG_NCBI__BASE_URL", server.url)
         monkeypatch.setenv("PUBMED_RAG_NCBI__BATCH_SIZE", "10")
+        monkeypatch.setenv("PUBMED_RAG_APP__INDEX_WRITES", "on")  # the operator allows index writes
         at = AppTest.from_file(str(PAGES / "library.py"), default_timeout=300)
         at.run()
         at.text_input(key="target").input("from-query")
-        assert at.text_input(key="ray_address").value == ""  # built in this process unless a Ray address is given
+        assert "Builds run in this process (set ingest.ray" in texts(at)  # the Ray address comes from settings only
         at.text_input(key="query").input("pediatric neurology 2026")
         at.text_input(key="ncbi_email").input("librarian@example.org")
         at.button[1].click().run()  # the query form's submit button
@@ -186,3 +187,11 @@ def test_citations_page_refuses_typed_pmids_that_are_not_numbers(ui_env):
     out = texts(at)
     assert "Not a PMID (PMIDs are numbers): 1\\)\\]\\(javascript" in out
     assert "[PMID 29768149](https://pubmed.ncbi.nlm.nih.gov/29768149/)" in out and "](javascript" not in out
+
+
+def test_library_page_is_read_only_unless_index_writes_are_allowed(ui_env):
+    at = AppTest.from_file(str(PAGES / "library.py"), default_timeout=120)
+    at.run()  # AppTest sets no server.address: like a server listening on every interface
+    assert not at.exception and "small" in set(at.dataframe[0].value["index"])
+    assert any("Building and updating indexes is off on this server" in i.value for i in at.info)
+    assert not at.text_input and [b.label for b in at.button] == ["Verify"]  # no build form, no Ray address box

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ui.common import md_escape, md_link
+from pubmed_rag.settings import Settings
+from ui.common import index_writes_allowed, md_escape, md_link
 
 
 def test_md_link_cannot_be_broken_out_of():
@@ -12,3 +13,11 @@ def test_md_link_cannot_be_broken_out_of():
     crafted = md_link("PMID 1](javascript:alert(1)) [x", "https://pubmed.ncbi.nlm.nih.gov/1)](javascript:alert(1))/")
     assert crafted.count("](") == 1 and "javascript:alert%281%29" in crafted and "%5D%28" in crafted
     assert md_escape("<script>") == "\\<script\\>"
+
+
+def test_index_writes_follow_the_setting_and_the_bound_address():
+    auto = Settings.load()
+    assert index_writes_allowed(auto, "127.0.0.1") and index_writes_allowed(auto, "localhost")
+    assert not index_writes_allowed(auto, "0.0.0.0") and not index_writes_allowed(auto, "")
+    assert index_writes_allowed(Settings.load({"app.index_writes": "on"}), "0.0.0.0")
+    assert not index_writes_allowed(Settings.load({"app.index_writes": "off"}), "127.0.0.1")

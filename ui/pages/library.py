@@ -14,7 +14,7 @@ from ingest.build import FileSource, IngestSummary, ingest
 from ingest.entrez import EntrezError, FetchResult, ingest_query
 from ingest.index import LoadedIndex, index_info, list_indexes, verify_index
 from pubmed_rag.records import IngestError
-from ui.common import settings
+from ui.common import index_writes_allowed, settings
 
 st.title("Index library")
 cfg = settings()
@@ -57,6 +57,10 @@ else:
     st.info(f"No index yet in {cfg.paths.index_dir}.")
 
 st.header("Build or update an index")
+if not index_writes_allowed(cfg):
+    st.info("Building and updating indexes is off on this server: the app is not bound to this machine's loopback "
+            "address. The operator can allow it with app.index_writes = on (PUBMED_RAG_APP__INDEX_WRITES=on).")
+    st.stop()
 target = st.text_input("Index name", value=names[0] if names else "my-index", key="target")
 
 
@@ -102,12 +106,8 @@ def show_fetch(result: FetchResult) -> None:
                f"({result.requests} requests, {result.retries} retries).")
 
 
-with st.expander("Build on a Ray cluster (optional)"):
-    ray_address = st.text_input(
-        "Ray cluster address", value=cfg.ingest.ray, placeholder="auto, or host:port", key="ray_address",
-        help="Parse, chunk and embed on a Ray cluster (pip install 'pubmed-rag[ray]'); 'auto' joins this machine's "
-        "cluster or starts a local one. Empty: build in this process.")
-cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"ray": ray_address.strip()})})
+st.caption(f"Builds run on the Ray cluster at {cfg.ingest.ray!r} (ingest.ray)." if cfg.ingest.ray else
+           "Builds run in this process (set ingest.ray to build on a Ray cluster).")
 
 query_tab, files_tab = st.tabs(["From a PubMed query", "From files"])
 with query_tab, st.form("query_form"):
