@@ -97,7 +97,8 @@ def check_weights(folder: str | Path, *, what: str, remedy: str, error: type[Exc
     """The weights file of a model trained here (``folder/trained.safetensors``), checked with every other file the
     loader reads (config, tokenizer) against the sha256 its training.json records (``rag.training.ship`` writes
     them; a record from before ``files`` covers the weights alone). Raises ``error`` naming the file and ``remedy``
-    when a file is missing or its checksum differs: a damaged file would otherwise mis-score silently."""
+    when a file is missing, its checksum differs or no checksum is recorded: a damaged file would otherwise mis-score
+    silently."""
     weights = Path(folder) / TRAINED_FILE
     if not weights.is_file():
         raise error(f"{what} weights not found: {weights}. {remedy}")
@@ -106,6 +107,9 @@ def check_weights(folder: str | Path, *, what: str, remedy: str, error: type[Exc
     expected = dict(metadata.get("files") or {})
     if not expected and metadata.get("sha256"):
         expected = {TRAINED_FILE: metadata["sha256"]}
+    if not expected:  # nothing to check against is an error, not a pass
+        raise error(f"{what} in {folder} has no checksums to check its files against ({record} with their sha256 is "
+                    f"missing). {remedy}")
     for name, digest in sorted(expected.items(), key=lambda kv: kv[0] != TRAINED_FILE):
         path = Path(folder) / name
         if not path.is_file():

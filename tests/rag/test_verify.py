@@ -86,8 +86,8 @@ def test_corrupted_or_missing_weights_name_the_cosine_fallback(embedder, tmp_pat
     with pytest.raises(VerifierError, match="corrupted.*verify.scorer cosine"):
         SupportScorer(embedder, VerifySettings(model=str(broken)))
     weights.write_bytes(b"not a safetensors file")
-    (broken / "training.json").unlink()  # no checksum to compare: the load itself must fail clearly
-    with pytest.raises(VerifierError, match="cannot load the verifier.*verify.scorer cosine"):
+    (broken / "training.json").unlink()  # no checksum record: refused, never loaded unchecked
+    with pytest.raises(VerifierError, match="has no checksums to check its files against.*verify.scorer cosine"):
         SupportScorer(embedder, VerifySettings(model=str(broken)))
     weights.unlink()
     with pytest.raises(VerifierError, match="not found.*verify.scorer cosine"):
