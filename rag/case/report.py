@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 
 from pubmed_rag.types import CaseReport, Finding
 
@@ -22,15 +23,18 @@ def _finding(f: Finding) -> str:
     return f"- \"{text(' '.join(f.sentences))}\" [{f.number}]" + (f" ({text(badge)})" if badge else "")
 
 
+def redaction_counts(report: CaseReport) -> dict[str, int]:
+    """How many identifiers of each kind were removed, in the order first met."""
+    return dict(Counter(r.kind for r in report.redactions))
+
+
 def to_markdown(report: CaseReport) -> str:
     """The whole report: problems, differential, evidence per problem, what was redacted or read as negated,
     references."""
     out = ["# Case analysis", "", f"_{text(report.notice)}_", "", f"Index: {text(report.index)}", ""]
     if report.redactions:
-        kinds: dict[str, int] = {}
-        for r in report.redactions:
-            kinds[r.kind] = kinds.get(r.kind, 0) + 1
-        out += ["**Removed before analysis:** " + ", ".join(f"{n} × {text(k)}" for k, n in kinds.items()), ""]
+        out += ["**Removed before analysis:** " + ", ".join(f"{n} × {text(k)}" for k, n in
+                                                            redaction_counts(report).items()), ""]
     out += ["## The case as analysed (identifiers replaced)", "", "> " + text(" ".join(report.text.split())), ""]
     out += ["## Problem list", ""]
     for category in ("known condition", "active finding", "medication", "patient factor"):

