@@ -192,7 +192,7 @@ def update(folder: Path, dimension: int, records: int, chunks_per_record: float,
     import shutil
 
     from ingest.ann.sharded import ShardedIndex
-    from ingest.manifest import sha256
+    from pubmed_rag.checksums import sha256_file as sha256
 
     target = folder.parent / (folder.name + "-update")
     shutil.rmtree(target, ignore_errors=True)

@@ -170,9 +170,10 @@ def update(n_new: int, n_corrected: int) -> None:
     from ingest.embedder import load_embedder
     from ingest.index import IndexLayout, LoadedIndex, verify_index
     from ingest.jsonl import record_from_json
-    from ingest.manifest import STORE_FILE, sha256
+    from ingest.manifest import STORE_FILE
     from ingest.pubmed_xml import parse_xml_file
     from ingest.store import RecordStore
+    from pubmed_rag.checksums import sha256_file as sha256
     from pubmed_rag.records import Record
 
     settings = settings_for(CACHE)

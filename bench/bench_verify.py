@@ -13,7 +13,7 @@ Each row also splits the batched call into its parts: sentence splitting and emb
 ``--ingest N`` also builds an index of N sample abstracts with and without ``ingest.sentence_vectors`` (the cost of
 storing them), interleaved, and reports both times and the store's size.
 
-    python bench/bench_verify.py [--dataset scifact] [--claims 20] [--repeats 3] [--model models/verifier]
+    python bench/bench_verify.py [--dataset scifact] [--claims 20] [--repeats 3] [--model pubmed_rag/models/verifier]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="scifact")
     ap.add_argument("--claims", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--model", default="", help="verifier folder (default: the shipped models/verifier)")
+    ap.add_argument("--model", default="", help="verifier folder (default: the shipped pubmed_rag/models/verifier)")
     ap.add_argument("--ingest", type=int, default=0, help="also time ingesting N sample abstracts with and without "
                     "stored sentence vectors")
     ap.add_argument("--out", type=Path)
@@ -78,8 +78,8 @@ def main() -> None:
     embedder = load_embedder(settings.embedding.model, settings.embedding.max_tokens, settings.embedding.backend,
                              settings.paths.cache_dir)
     path = str(verifier_path(verify))
-    models = {"torch": scoring_model(path, "torch", str(settings.paths.cache_dir)),
-              "onnx": scoring_model(path, "onnx", str(settings.paths.cache_dir))}
+    models = {"torch": scoring_model(path, "torch", str(settings.paths.cache_dir))[0],
+              "onnx": scoring_model(path, "onnx", str(settings.paths.cache_dir))[0]}
     setups = {"cosine+rules": (verify.model_copy(update={"scorer": "cosine", "rules": True}), None, False)}
     for backend, model in models.items():
         for stored in (False, True):

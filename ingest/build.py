@@ -28,6 +28,7 @@ from ingest.sources import FileSource, RecordsSource, Source, detect_format
 from ingest.store import RecordStore, now, upgrade
 from pubmed_rag.records import Deletion, IngestError, Record
 from pubmed_rag.settings import IndexSettings, Settings
+from pubmed_rag.threads import configure as configure_threads
 
 # The sources live in ingest.sources (ingest.distributed reads them too); callers have always imported them from here.
 __all__ = ["FileSource", "RecordsSource", "Source", "ingest"]
@@ -159,6 +160,7 @@ def ingest(
     yielded before failing is kept, and the other sources are still read.
     """
     settings = settings or Settings.load()
+    configure_threads(settings.threads)
     allow_partial = settings.ingest.allow_partial
     layout = IndexLayout(settings.paths.index_dir, index)
     started = time.perf_counter()

@@ -70,6 +70,9 @@ def _load(name: str, max_tokens: int, backend: str, cache_dir: Path, allow_netwo
         if backend == "onnx":
             raise
         log.log(logging.INFO if exc.expected else logging.WARNING, "embedding with PyTorch: %s", exc.reason)
-        return SentenceTransformerEmbedder(name, max_tokens=max_tokens, allow_download=allow_network)
+        fallback = SentenceTransformerEmbedder(name, max_tokens=max_tokens, allow_download=allow_network)
+        if not exc.expected:  # a fault of this installation, not a model ONNX does not handle: the user should know
+            fallback.warnings.append(f"embedding runs on PyTorch, slower: {exc.reason}")
+        return fallback
     log.info("embedding with ONNX Runtime (%s; min cosine to PyTorch %.6f)", embedder.model_file, check["min_cosine"])
     return embedder

@@ -2,6 +2,10 @@
 
 A build or update writes a new version folder and only then replaces ``CURRENT`` (``os.replace`` is atomic), so a
 process killed at any point leaves the previous version intact and served.
+
+A reader holds a lease on the version it opened (a shared ``flock`` on its ``manifest.json``) until it closes it:
+pruning after a publish skips leased versions, and the shared store keeps the rows they can see, so a version stays
+whole for as long as anyone reads it, however many versions are published meanwhile.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import IO
 
 from ingest.manifest import (
+    MANIFEST_FILE,
     STORE_FILE,
     VerifyReport,
     open_store,
@@ -28,6 +34,7 @@ from ingest.manifest import (
 from ingest.sentence_store import SentenceStore
 from ingest.store import ChunkPmids, RecordStore
 from pubmed_rag.settings import IndexSettings, Settings
+from pubmed_rag.threads import configure as configure_threads
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEEP_VERSIONS = 2
@@ -110,7 +117,9 @@ class IndexLayout:
         """Keep the newest ``KEEP_VERSIONS`` versions; purge the store rows none of them can see."""
         olds = sorted((p for p in self.versions.glob("v[0-9]*") if p != keep), key=lambda p: p.name)
         for old in olds[: max(0, len(olds) - (KEEP_VERSIONS - 1))]:
-            shutil.rmtree(old, ignore_errors=True)
+            with _exclusive(old) as free:
+                if free:  # no reader holds it: removed while the lock keeps new readers waiting
+                    shutil.rmtree(old, ignore_errors=True)
         shared = self.root / STORE_FILE
         if shared.exists():
             store = RecordStore(shared, version=int(keep.name[1:]))
@@ -172,9 +181,41 @@ def search_overrides(settings: IndexSettings) -> dict[str, int]:
 
 def open_index(settings: Settings, name: str | None = None) -> LoadedIndex:
     """The served version of index ``name`` (default ``paths.default_index``), searched with the ``index`` settings
-    that apply at query time: ``nprobe``, ``ef_search``, ``refine`` (see ``search_overrides``) and ``exact_below``."""
+    that apply at query time: ``nprobe``, ``ef_search``, ``refine`` (see ``search_overrides``) and ``exact_below``.
+    The process's CPU threads are set from ``threads`` here, the first time (``pubmed_rag.threads.configure``)."""
+    configure_threads(settings.threads)
     return LoadedIndex(settings.paths.index_dir, name or settings.paths.default_index,
                        search=search_overrides(settings.index), exact_below=settings.index.exact_below)
+
+
+def _lease(folder: Path) -> IO[bytes] | None:
+    """A reader's shared lock on a version (its manifest file), or None when the version is gone."""
+    try:
+        handle = open(folder / MANIFEST_FILE, "rb")  # noqa: SIM115 - held for the reader's lifetime
+    except FileNotFoundError:
+        return None
+    fcntl.flock(handle, fcntl.LOCK_SH)  # waits while a prune holds it exclusively
+    if not (folder / MANIFEST_FILE).exists():  # pruned before the lock was granted
+        handle.close()
+        return None
+    return handle
+
+
+@contextmanager
+def _exclusive(folder: Path) -> Iterator[bool]:
+    """Whether no reader holds ``folder`` (then held exclusively for the block, so no reader opens it meanwhile)."""
+    try:
+        handle = open(folder / MANIFEST_FILE, "rb")
+    except FileNotFoundError:
+        yield True  # an incomplete version: nobody can have opened it
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 class LoadedIndex:
@@ -185,11 +226,24 @@ class LoadedIndex:
     def __init__(self, index_dir: Path, name: str, search: dict[str, int] | None = None,
                  exact_below: int = 20_000) -> None:
         self.name = name
-        self.folder = current_folder(index_dir, name)
+        for _ in range(10):  # another version may be published and this one pruned between reading and leasing
+            self.folder = current_folder(index_dir, name)
+            self._lease = _lease(self.folder)
+            if self._lease is not None:
+                break
+        else:
+            raise RuntimeError(f"index {name!r}: the served version kept changing while it was being opened; try again")
         self.manifest = read_manifest(self.folder)
         self.store = open_store(self.folder, self.manifest)
         self.vectors = open_vectors(self.folder, self.manifest, exact_below=exact_below)
         self.vectors.search_overrides = {k: v for k, v in (search or {}).items() if v}
+
+    def close(self) -> None:
+        """Close the store and give up the lease: the version may be pruned at the next publish."""
+        self.store.close()
+        if self._lease is not None:
+            self._lease.close()
+            self._lease = None
 
     @cached_property
     def chunk_pmids(self) -> ChunkPmids:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ import numpy as np
 
 from ingest.ann.sharded import LEGACY_FILE, ShardedIndex
 from ingest.store import RecordStore
+from pubmed_rag.checksums import sha256_file
 
 # 1: one vectors.faiss (IndexIDMap2 over IndexFlatIP); still opened, rewritten as shards by the next update.
 # 2: an ``index`` section (type, parameters, shards) and shard files (ingest/ann/sharded.py).
@@ -20,14 +20,6 @@ SCHEMA_VERSIONS = (1, 2)
 STORE_FILE = "store.sqlite"
 VECTORS_FILE = LEGACY_FILE
 MANIFEST_FILE = "manifest.json"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_manifest(folder: Path, base: dict, files: list[str], known: dict[str, dict] | None = None) -> dict:
@@ -39,7 +31,7 @@ def write_manifest(folder: Path, base: dict, files: list[str], known: dict[str, 
     manifest["schema_version"] = SCHEMA_VERSION
     known = known or {}
     manifest["files"] = {
-        name: known[name] if name in known else {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
+        name: known.get(name) or {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
         for name in files
     }
     tmp = folder / (MANIFEST_FILE + ".tmp")
@@ -124,7 +116,7 @@ def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport
         if (linked_from and previous.get(name, {}).get("sha256") == expected["sha256"]
                 and _same_file(path, linked_from / name)):
             continue
-        actual = sha256(path)
+        actual = sha256_file(path)
         if actual != expected["sha256"]:
             report.problems.append(f"{name}: sha256 {actual[:12]}... != manifest {expected['sha256'][:12]}...")
     if report.problems:

@@ -4,7 +4,8 @@ On first use the transformer of the sentence-transformers model is exported once
 ``torch.onnx.export`` into ``<paths.cache_dir>/onnx/<model>-<hash>/model.onnx`` (the hash covers the model's files,
 so another model or another version of it exports anew), a BERT graph fused by onnxruntime's transformer optimizer,
 and checked against the PyTorch embedder on real abstracts (``onnx_check_texts.json``); the check's result is
-written beside it (``check.json``). Encoding then runs the file
+written beside it (``check.json``, with the file's sha256, checked at every load: a damaged file is exported
+again). Encoding then runs the file
 with onnxruntime on the CPU, followed by the model's own pooling (mean or CLS, from its ``modules.json``) and L2
 normalisation, with the model's tokenizer and window: exactly what sentence-transformers computes.
 
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ingest.torch_embedder import SentenceTransformerEmbedder
+from pubmed_rag.checksums import sha256_file
 from pubmed_rag.threads import one_thread_requested
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,24 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def read_export(folder: Path) -> dict | None:
+    """The recorded check of the export in ``folder`` when ``model.onnx`` is there and matches the sha256 that
+    ``check.json`` records for it; None when there is no complete export. A damaged one is logged and left to be
+    exported again."""
+    model_file, check_file = folder / "model.onnx", folder / "check.json"
+    if not (model_file.is_file() and check_file.is_file()):
+        return None
+    try:
+        check = json.loads(check_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        check = {}
+    if not isinstance(check, dict) or check.get("sha256") != sha256_file(model_file):
+        log.warning("the cached ONNX model %s does not match the checksum in %s; exporting it again", model_file,
+                    check_file)
+        return None
+    return check
+
+
 def check_texts() -> list[str]:
     return [t["text"] for t in json.loads(CHECK_TEXTS.read_text(encoding="utf-8"))["texts"]]
 
@@ -216,6 +236,7 @@ def export(layout: ModelLayout, folder: Path, max_tokens: int) -> dict:
             "mean_cosine": float(cosines.mean()), "threshold": MIN_COSINE, "texts": len(texts),
             "max_tokens": reference.max_tokens, "model": str(layout.path), "export_version": EXPORT_VERSION,
             "opset": OPSET, "fused": fused, "torch": torch.__version__, "onnxruntime": import_onnxruntime().__version__,
+            "sha256": sha256_file(Path(tmp)),
         }
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the cache from other users
         os.replace(tmp, folder / "model.onnx")
@@ -231,12 +252,10 @@ def ensure_export(layout: ModelLayout, cache_dir: Path, max_tokens: int) -> tupl
     """The exported file and its check, exporting only when the cache has no complete export of this model."""
     import_onnxruntime()
     folder = layout.export_dir(cache_dir)
-    model_file, check_file = folder / "model.onnx", folder / "check.json"
-    if model_file.is_file() and check_file.is_file():
-        try:
-            return model_file, json.loads(check_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            pass
+    model_file = folder / "model.onnx"
+    check = read_export(folder)
+    if check is not None:
+        return model_file, check
     try:
         return model_file, export(layout, folder, max_tokens)
     except OnnxUnavailable:
@@ -266,6 +285,7 @@ class OnnxEmbedder:
         self._fast = fast_tokenizer(self._tokenizer, self.max_tokens)
         self._pad_id = int(self._tokenizer.pad_token_id or 0)
         self._sessions: dict[bool, Any] = {}
+        self.warnings: list[str] = []
 
     @classmethod
     def load(cls, name: str, path: str, max_tokens: int, cache_dir: Path, threads: int = 0) -> tuple[OnnxEmbedder, dict]:

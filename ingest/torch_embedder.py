@@ -32,6 +32,7 @@ class SentenceTransformerEmbedder:
                  allow_download: bool = False) -> None:
         """``allow_download``: a model named by a Hugging Face id that is not installed or cached may be fetched;
         otherwise only local files are read (offline by default)."""
+        self.warnings: list[str] = []  # set by load_embedder when this backend replaces a failed ONNX one
         from sentence_transformers import SentenceTransformer
 
         path = resolve_model_path(name)

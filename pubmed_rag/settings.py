@@ -38,7 +38,6 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(32, ge=1, description="Texts per embedding batch.")
     max_tokens: int = Field(256, ge=16, description="Embedder window; longer abstracts are chunked.")
     chunk_overlap: int = Field(32, ge=0, description="Token overlap between consecutive chunks.")
-    threads: int = Field(0, ge=0, description="torch threads (0 = leave torch's default).")
     backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="auto: ONNX Runtime where it is installed and its vectors match PyTorch's (checked once, "
         "at export into paths.cache_dir), else PyTorch; torch; onnx (fails if onnxruntime is missing). Same vectors "
@@ -129,7 +128,7 @@ class RetrievalSettings(_Section):
                               "the feedback ranking.")
     grade_prior: float = Field(0.0, ge=0, description="Score bonus per study-design grade step (0 = off).")
     reranker: str = Field("", description="Rerank the top retrieval.rerank_depth candidates with a CrossEncoder: "
-                          "'' = off, 'shipped' = the reranker trained here (models/reranker), or a CrossEncoder "
+                          "'' = off, 'shipped' = the reranker trained here (pubmed_rag/models/reranker), or a CrossEncoder "
                           "folder. Weights that are missing or corrupt leave the ranking as it was, with a warning.")
     rerank_depth: int = Field(20, ge=1, le=200, description="Candidates the reranker reorders (the rest keep their "
                               "order after them); each costs a CrossEncoder pass.")
@@ -147,9 +146,9 @@ class GeneratorSettings(_Section):
     )
     adapter: str = Field(
         "shipped", description="local backend, default model: the weights trained for the bottom line, applied to the "
-        "installed SmolLM2-135M-Instruct. 'shipped' = models/generator; '' = the base model as installed; or a folder "
-        "written by `pubmed-rag train generator`. Missing or corrupt weights fall back to the base model, with a "
-        "warning.")
+        "installed SmolLM2-135M-Instruct. 'shipped' = pubmed_rag/models/generator; '' = the base model as "
+        "installed; or a folder written by `pubmed-rag train generator`. Missing or corrupt weights fall back to "
+        "the base model, with a warning.")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="Tokens generated per answer.")
     temperature: float = Field(0.0, ge=0, description="0 = greedy decoding.")
     repetition_penalty: float = Field(
@@ -158,7 +157,6 @@ class GeneratorSettings(_Section):
     precision: Literal["int8", "float32", "bfloat16"] = Field(
         "int8", description="local backend: int8 = dynamic int8 Linear layers (fastest on CPUs without bf16 units)."
     )
-    threads: int = Field(0, ge=0, description="torch threads for generation (0 = all cores).")
     passage_chars: int = Field(600, ge=100, description="Characters of each evidence passage in the prompt.")
     max_question_chars: int = Field(1000, ge=10, description="Longer questions are rejected.")
     base_url: str = Field("https://api.openai.com/v1", description="openai backend: Chat Completions base URL.")
@@ -204,8 +202,8 @@ class AnswerSettings(_Section):
     sentence_scorer: Literal["cosine", "reranker"] = Field(
         "cosine", description="How relevant each candidate sentence is: cosine (bi-encoder similarity) or reranker "
         "(P(relevant) from the reranker trained here, answer.reranker_model).")
-    reranker_model: str = Field("", description="answer.sentence_scorer reranker: '' or 'shipped' = models/reranker, "
-                                "or a CrossEncoder folder.")
+    reranker_model: str = Field("", description="answer.sentence_scorer reranker: '' or 'shipped' = "
+                                "pubmed_rag/models/reranker, or a CrossEncoder folder.")
     reranker_min_relevance: float = Field(0.3, ge=0, le=1, description="answer.sentence_scorer reranker: a record "
                                           "whose best sentence has a lower P(relevant) gives no finding (replaces "
                                           "answer.min_relevance, which is on the cosine scale).")
@@ -229,11 +227,11 @@ class VerifySettings(_Section):
     )
     # candidates, min_similarity, contradicted and supported_probability: chosen for the shipped model by
     # `pubmed-rag train verifier` on the calibration claims (train claims held out of training; the dev splits only
-    # report): models/verifier/README.md, docs/evaluation.md.
+    # report): pubmed_rag/models/verifier/README.md, docs/evaluation.md.
     scorer: Literal["verifier", "cosine"] = Field(
         "verifier", description="verifier: the 3-way model trained here (supported / contradicted / not enough "
-        "information; models/verifier); cosine: similarity only, the fallback that needs no weights.")
-    model: str = Field("", description="Folder of the trained verifier (empty = the shipped models/verifier).")
+        "information; pubmed_rag/models/verifier); cosine: similarity only, the fallback that needs no weights.")
+    model: str = Field("", description="Folder of the trained verifier (empty = the shipped pubmed_rag/models/verifier).")
     rules: bool = Field(True, description="Agreement rules (direction, negation, numbers) turn a verdict into "
                         "'contradicted', with the reason, on a sentence that addresses the claim.")
     backend: Literal["auto", "torch", "onnx"] = Field(
@@ -247,6 +245,10 @@ class VerifySettings(_Section):
                                 "above which (and not below their P(supported)) the claim is contradicted.")
     supported_probability: float = Field(0.3, ge=0, le=1, description="verifier: P(supported) of the sentences read "
                                          "at or above which the claim is supported.")
+    cache_mb: float = Field(256, gt=0, description="Memory for what the verifier keeps between calls (abstract "
+                            "sentences and their vectors, claim vectors, verifier outputs), least recently used dropped "
+                            "first.")
+    cache_items: int = Field(50_000, ge=1, description="Entries each of those caches keeps at most.")
 
 
 class AppSettings(_Section):
@@ -256,6 +258,8 @@ class AppSettings(_Section):
         "auto", description="Building and updating indexes from the Library page (and with ingest.ray, on a Ray "
         "cluster): auto = allowed only when the app is bound to the loopback address (make demo binds 127.0.0.1), "
         "on = allowed for every visitor, off = never.")
+    cached_indexes: int = Field(2, ge=1, le=64, description="Index versions whose loaded state (index, models' "
+                                "caches) the app keeps for all sessions; the least recently used is dropped first.")
 
 
 class CaseSettings(_Section):
@@ -289,6 +293,10 @@ class Settings(BaseSettings):
     verify: VerifySettings = Field(default_factory=VerifySettings)
     case: CaseSettings = Field(default_factory=CaseSettings)
     app: AppSettings = Field(default_factory=AppSettings)
+    threads: int = Field(
+        0, ge=0, description="CPU threads for torch and FAISS in this process (0 = all cores), set once when the "
+        "process first loads an index or a model (pubmed_rag.threads); small calls run on one thread regardless. "
+        "For `train`: torch's threads for the run (0 = the task's own default; results depend on it).")
     allow_network: bool = Field(
         False, description="Allow network access: fetching PMIDs that are not indexed (citation checker) from NCBI, and "
         "downloading an embedding model named by a Hugging Face id that is not installed. Off: everything is read "

@@ -1,40 +1,94 @@
-"""One thread for small inference calls.
+"""CPU threads: set once per process, and one thread for small inference calls without changing anyone else's.
 
-A short query or a few sentences gain nothing from intra-op threads: on 2 busy cores, 2 torch threads made a
-3-pair verifier call 6x slower (1.4 s vs 0.22 s, measured with two other jobs running) and a one-query encode took
-22 ms either way. Running them on one thread leaves the other cores to the work beside them (the BM25 search).
+``configure`` sets torch's intra-op threads and the process's OpenMP threads (FAISS) once, from the ``threads``
+setting; later calls with another number are ignored with a warning, so no request changes what another one runs on.
+
+A short query or a few sentences gain nothing from intra-op threads: on 2 busy cores, 2 threads made a 3-pair
+verifier call 6x slower (1.4 s vs 0.22 s, measured with two other jobs running), and a single-query FAISS search over
+30k vectors takes 1.5 ms on one OpenMP thread against 4.4 ms on two. So small calls run on one thread, each runtime in
+its own way and without a global switch:
+
+- ONNX Runtime (embedder, verifier): a second session opened with one thread, chosen inside :func:`few_threads`
+  (:func:`one_thread_requested`);
+- FAISS: the search runs on a pool thread whose OpenMP thread count (a per-thread setting in OpenMP) was set to one
+  when the thread started (:func:`single_thread_pool`);
+- PyTorch (the fallback backend, the reranker): the process's threads; its thread count is process-wide, and
+  changing it per call would change it under concurrent callers.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+log = logging.getLogger(__name__)
 _ONE_THREAD: ContextVar[bool] = ContextVar("pubmed_rag_one_thread", default=False)
+_LOCK = threading.Lock()
+_CONFIGURED: int | None = None
+_POOL: ThreadPoolExecutor | None = None
+
+
+def configure(threads: int = 0) -> int:
+    """Set torch's and OpenMP's (FAISS) thread counts for this process to ``threads`` (0 = all cores), once.
+
+    Returns the count in effect. A later call asking for another count changes nothing and logs a warning: the
+    count is chosen at start (``--threads``, ``PUBMED_RAG_THREADS``), not per request."""
+    global _CONFIGURED
+    wanted = threads or os.cpu_count() or 1
+    with _LOCK:
+        if _CONFIGURED is not None:
+            if wanted != _CONFIGURED:
+                log.warning("threads already set to %d for this process; %d ignored", _CONFIGURED, wanted)
+            return _CONFIGURED
+        import torch
+
+        torch.set_num_threads(wanted)
+        faiss = sys.modules.get("faiss")
+        if faiss is None:
+            import faiss
+        faiss.omp_set_num_threads(wanted)
+        _CONFIGURED = wanted
+        return wanted
+
+
+def configured_threads() -> int | None:
+    """The count :func:`configure` set, or None before it ran."""
+    return _CONFIGURED
+
+
+def _one_openmp_thread() -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # OpenMP's thread count is per thread: this pool thread's, for its lifetime
+
+
+def single_thread_pool() -> ThreadPoolExecutor:
+    """A pool (one worker per core) whose threads run FAISS on one OpenMP thread each, for single-query searches."""
+    global _POOL
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="faiss-1",
+                                       initializer=_one_openmp_thread)
+        return _POOL
 
 
 @contextmanager
 def few_threads(n: int, limit: int = 1) -> Iterator[None]:
-    """Run a call over ``n`` items on one thread when ``n <= limit``.
-
-    torch's intra-op threads are set to 1 for the duration (torch is not imported if nothing has imported it yet:
-    then nothing runs on it), and :func:`one_thread_requested` tells other runtimes (the ONNX embedder) to use
-    their one-thread session."""
+    """Ask for one thread for a call over ``n`` items when ``n <= limit``: runtimes that can honour it for this call
+    alone (ONNX Runtime's one-thread session) check :func:`one_thread_requested`. Nothing process-wide changes."""
     if n > limit:
         yield
         return
     token = _ONE_THREAD.set(True)
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else 1
-    if threads > 1:
-        torch.set_num_threads(1)
     try:
         yield
     finally:
-        if threads > 1:
-            torch.set_num_threads(threads)
         _ONE_THREAD.reset(token)
 
 

@@ -287,3 +287,5 @@ class CaseReport(BaseModel):
     notice: str = ("Suggestions from the indexed literature for a health professional, not a diagnosis or a "
                    "treatment plan.")
     timings: dict[str, float] = {}
+    warnings: list[str] = Field([], description="Fallbacks in effect (a trained model that could not be used, a slower "
+                                "backend), as for answers.")

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from pydantic import BaseModel, Field
 
-from ingest.index import LoadedIndex
+from ingest.embedder import load_embedder
+from ingest.index import LoadedIndex, open_index
 from pubmed_rag.records import Record
 from pubmed_rag.sentences import split_sentences
+from pubmed_rag.settings import Settings
 from rag.verify import SupportScorer
 
 _PMID = re.compile(r"\[?\s*PMID\s*:?\s*(\d{1,9})\s*\]?", re.I)
@@ -45,6 +47,16 @@ def parse_claims(text: str) -> list[tuple[str, list[str]]]:
         if pmids:
             out.append((_PMID.sub("", sentence).replace(" .", ".").strip(" ;,"), pmids))
     return out
+
+
+def open_checker(settings: Settings, index: str | None = None) -> tuple[LoadedIndex, SupportScorer]:
+    """The served version of ``index`` and the scorer every check runs with (the ``verify`` settings, the index's
+    embedder). The scorer's ``warnings`` name any fallback in effect."""
+    loaded = open_index(settings, index)
+    embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, settings.embedding.backend,
+                             settings.paths.cache_dir, settings.allow_network)
+    return loaded, SupportScorer(embedder, settings.verify, cache_dir=settings.paths.cache_dir,
+                                 sentences=loaded.sentences)
 
 
 def check_claim(claim: str, pmids: list[str], index: LoadedIndex, scorer: SupportScorer,

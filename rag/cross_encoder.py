@@ -5,13 +5,16 @@ Training starts from the installed all-MiniLM-L6-v2 and leaves its embeddings an
 model stores only what training changed (``trained.safetensors``): each changed tensor as an int8 difference from
 the base weights with one float32 scale a row (for a 3-layer fine-tune, 5.5 MB instead of 45 MB of fp16 weights),
 and tensors the base does not have (the classification head) whole. Loading adds the differences back to the base
-weights, which the file names by checksum.
+weights, which the file names by checksum, once per trained file: the rebuilt float32 model is kept in the cache
+(``rebuilt_model``) and checked, not rebuilt, at the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from pubmed_rag.checksums import checksum_problem, file_checksums, sha256_file
+from pubmed_rag.settings import PathSettings
+
+log = logging.getLogger(__name__)
 TRAINED_FILE = "trained.safetensors"
+REBUILT_RECORD = "rebuilt.json"
 _SCALE, _WHOLE, _PREFIX = "::scale", "::whole", "bert."
 
 
@@ -29,10 +37,6 @@ def base_weights_file() -> Path:
     from pubmed_rag.settings import DEFAULT_EMBEDDER
 
     return Path(resolve_model_path(DEFAULT_EMBEDDER)) / "model.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _load_base() -> tuple[Path, dict[str, np.ndarray], str]:
@@ -114,7 +118,7 @@ def check_weights(folder: str | Path, *, what: str, remedy: str, error: type[Exc
         path = Path(folder) / name
         if not path.is_file():
             raise error(f"{what} file {path} is missing (training.json lists it). {remedy}")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             kind = "weights" if name == TRAINED_FILE else "file"
             raise error(f"{what} {kind} {path} are corrupted (checksum differs from training.json). {remedy}"
                         if kind == "weights" else
@@ -122,26 +126,70 @@ def check_weights(folder: str | Path, *, what: str, remedy: str, error: type[Exc
     return weights
 
 
-def load_cross_encoder(path: str | Path, *, what: str, remedy: str, error: type[Exception] = RuntimeError) -> Any:
+def rebuilt_model(folder: Path, cache_dir: str | Path | None = None, error: type[Exception] = RuntimeError) -> Path:
+    """The model shipped compactly in ``folder`` as a plain CrossEncoder folder: rebuilt on the base weights once per
+    checksum of its trained file, into ``<paths.cache_dir>/models/<name>-<sha256[:16]>`` (written under a temporary
+    name and renamed into place), then reused. Every file there is checked against ``rebuilt.json`` at each load; a
+    damaged copy is rebuilt."""
+    from safetensors.numpy import save_file
+
+    cache_dir = Path(cache_dir if cache_dir is not None else PathSettings().cache_dir).expanduser()
+    trained = sha256_file(folder / TRAINED_FILE)
+    target = cache_dir / "models" / f"{folder.name}-{trained[:16]}"
+    problem = _rebuilt_problem(target, trained)
+    if not problem:
+        return target
+    if target.exists():
+        log.warning("rebuilding the cached model %s (%s)", target, problem)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        for item in folder.iterdir():
+            if item.is_file() and item.name not in (TRAINED_FILE, "training.json", "README.md"):
+                shutil.copy2(item, tmp)
+        save_file(unpack_trained(folder / TRAINED_FILE, error), str(tmp / "model.safetensors"))
+        record = {"source": str(folder), "trained_sha256": trained, "files": file_checksums(tmp)}
+        (tmp / REBUILT_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep the cache from other users
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process published the same model first: use it if it is whole
+            if _rebuilt_problem(target, trained):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _rebuilt_problem(target: Path, trained: str) -> str:
+    record_file = target / REBUILT_RECORD
+    if not record_file.is_file():
+        return f"{record_file} is missing"
+    try:
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return f"{record_file} is damaged ({exc})"
+    if record.get("trained_sha256") != trained:
+        return f"{record_file} names other trained weights"
+    return checksum_problem(target, record.get("files") or {})
+
+
+def load_cross_encoder(path: str | Path, *, what: str, remedy: str, error: type[Exception] = RuntimeError,
+                       cache_dir: str | Path | None = None) -> Any:
     """The ``CrossEncoder`` at ``path`` on the CPU in float32; a local folder loads with no network. A folder
-    shipped in the compact form (``trained.safetensors``) is rebuilt on the base weights first, in a temporary
-    folder.
+    shipped in the compact form (``trained.safetensors``) loads from its rebuilt copy (``rebuilt_model``).
 
     Any failure raises ``error`` as "cannot load {what} '{path}' ({cause}); {remedy}": a damaged file surfaces as one
     of many exception types, all meaning the same to the user."""
     import torch
-    from safetensors.numpy import save_file
     from sentence_transformers import CrossEncoder
 
     path = Path(path) if Path(path).is_dir() else path
     try:
         if isinstance(path, Path) and (path / TRAINED_FILE).is_file():
-            with tempfile.TemporaryDirectory(prefix="pubmed-rag-model-") as tmp:
-                for item in path.iterdir():
-                    if item.is_file() and item.name != TRAINED_FILE:
-                        shutil.copy2(item, tmp)
-                save_file(unpack_trained(path / TRAINED_FILE, error), str(Path(tmp) / "model.safetensors"))
-                return CrossEncoder(tmp, device="cpu", local_files_only=True, model_kwargs={"dtype": torch.float32})
+            path = rebuilt_model(path, cache_dir, error)
         return CrossEncoder(str(path), device="cpu", local_files_only=isinstance(path, Path),
                             model_kwargs={"dtype": torch.float32})
     except error:

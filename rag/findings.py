@@ -11,13 +11,13 @@ intervals, p-values, "significantly", "did not"). Weights: ``AnswerSettings``, t
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ingest.embedder import Embedder
+from pubmed_rag.lru import LRUCache
 from pubmed_rag.records import section_category
 from pubmed_rag.sentences import is_instruction, split_sentences
 from pubmed_rag.settings import AnswerSettings
@@ -91,25 +91,26 @@ class SentenceScorer(Protocol):
 
 
 class CosineSentenceScorer:
-    """Cosine similarity of bi-encoder embeddings; sentence vectors are cached (the same abstracts come back)."""
+    """Cosine similarity of bi-encoder embeddings; sentence vectors are kept in a bounded LRU cache (the same
+    abstracts come back), safe to share between threads."""
 
-    def __init__(self, embedder: Embedder, cache_size: int = 20000) -> None:
+    def __init__(self, embedder: Embedder, cache_size: int = 20000, cache_mb: float = 64) -> None:
         self.embedder = embedder
-        self.cache_size = cache_size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: LRUCache[str, np.ndarray] = LRUCache(
+            cache_size, int(cache_mb * 2**20), lambda text, vec: len(text) + vec.nbytes + 200)
 
     def score(self, question: str, sentences: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(s for s in sentences if s not in self._cache))
+        found = self._cache.get_many(sentences)
+        missing = list(dict.fromkeys(s for s in sentences if s not in found))
         # Small batches, longest first: a batch pads to its longest sentence, and one batch of 30 sentences padded
         # to the longest took 0.56 s against 0.22 s in batches of 4 (same vectors; sample index, docs/evaluation.md).
         vectors = self.embedder.encode([question, *missing], batch_size=4)
         for text, vec in zip(missing, vectors[1:], strict=True):
-            self._cache[text] = vec
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+            found[text] = vec
+            self._cache.put(text, vec)
         if not sentences:
             return np.zeros(0, dtype=np.float32)
-        return np.stack([self._cache[s] for s in sentences]) @ vectors[0]
+        return np.stack([found[s] for s in sentences]) @ vectors[0]
 
 
 def abstract_sentences(sections: list[tuple[str, str, str]]) -> list[AbstractSentence]:
@@ -168,6 +169,7 @@ class FindingExtractor:
         finds restatements)."""
         self.scorer = scorer
         self.settings = settings
+        self.warnings: list[str] = []  # fallbacks the user should see (cosine instead of the reranker)
         self.min_relevance = settings.min_relevance if min_relevance is None else min_relevance
         self.echo_threshold = settings.echo_threshold if echo_threshold is None else echo_threshold
 

@@ -3,14 +3,14 @@
 On first use the classifier is exported once with the legacy ``torch.onnx.export`` into
 ``<paths.cache_dir>/onnx/<name>-<hash>/model.onnx`` (the hash covers the shipped weights' checksum, the export
 version and torch's version), its BERT graph fused by onnxruntime's transformer optimizer (``ingest.onnx_embedder``
-does the same for the embedder), and checked against PyTorch on real pairs; ``check.json`` records the check. A
-failed export or check leaves the PyTorch model in use (``load_onnx`` raises ``OnnxUnavailable``).
+does the same for the embedder), and checked against PyTorch on real pairs; ``check.json`` records the check and the
+file's sha256, checked at every load (a damaged file is exported again). A failed export or check leaves the PyTorch
+model in use (``load_onnx`` raises ``OnnxUnavailable``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -28,8 +28,10 @@ from ingest.onnx_embedder import (
     import_onnxruntime,
     open_session,
     padded_inputs,
+    read_export,
     write_json_atomic,
 )
+from pubmed_rag.checksums import sha256_file
 from pubmed_rag.threads import one_thread_requested
 
 EXPORT_VERSION = 1
@@ -109,7 +111,7 @@ def export(model: Any, folder: Path) -> dict[str, Any]:
         check = {"passed": difference <= MAX_PROBABILITY_DIFFERENCE, "max_probability_difference": difference,
                  "threshold": MAX_PROBABILITY_DIFFERENCE, "pairs": len(pairs), "fused": fused,
                  "export_version": EXPORT_VERSION, "opset": OPSET, "torch": torch.__version__,
-                 "onnxruntime": import_onnxruntime().__version__}
+                 "onnxruntime": import_onnxruntime().__version__, "sha256": sha256_file(Path(tmp))}
         os.chmod(tmp, 0o644)
         os.replace(tmp, folder / "model.onnx")
     finally:
@@ -124,13 +126,8 @@ def load_onnx(model: Any, name: str, weights_sha256: str, cache_dir: Path) -> On
     when onnxruntime is missing, the export fails or its check does not pass."""
     import_onnxruntime()
     folder = export_dir(cache_dir, name, weights_sha256)
-    model_file, check_file = folder / "model.onnx", folder / "check.json"
-    check = None
-    if model_file.is_file() and check_file.is_file():
-        try:
-            check = json.loads(check_file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            check = None
+    model_file = folder / "model.onnx"
+    check = read_export(folder)  # None: none yet, or damaged (checksum)
     if check is None:
         try:
             check = export(model, folder)

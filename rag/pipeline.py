@@ -66,11 +66,12 @@ class Asker:
         self.embedder = embedder or load_embedder(self.index.embedding_model, self.index.max_tokens,
                                                    self.settings.embedding.backend, self.settings.paths.cache_dir,
                                                    self.settings.allow_network)
-        self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval)
+        self.retriever = IndexRetriever(self.index, self.embedder, self.settings.retrieval,
+                                        cache_dir=self.settings.paths.cache_dir)
         self.scorer = SupportScorer(self.embedder, self.settings.verify, cache_dir=self.settings.paths.cache_dir,
                                      sentences=self.index.sentences)
         self.findings = (FindingExtractor(sentence_scorer, self.settings.answer) if sentence_scorer
-                         else finding_extractor(self.settings.answer, self.embedder))
+                         else finding_extractor(self.settings.answer, self.embedder, self.settings.paths.cache_dir))
         self._generator = generator
 
     @property
@@ -106,8 +107,25 @@ class Asker:
 
         ``filters`` restrict retrieval; ``retriever`` (hybrid, dense, bm25), ``max_new_tokens``, ``mode``
         (evidence-first, generated) and ``bottom_line`` (False: findings only) override the settings for this
-        question.
+        question. The answer carries the fallbacks in effect (``warnings``).
         """
+        for event in self._stream(question, k, filters, retriever, max_new_tokens, mode, bottom_line):
+            if event.kind == "answer":
+                event.data.warnings = self.warnings
+            yield event
+
+    @property
+    def warnings(self) -> list[str]:
+        """Fallbacks in effect that the user should see: a trained model that could not be used (reranker,
+        generator weights) or a slower backend (PyTorch instead of ONNX Runtime), each said once."""
+        found = [*getattr(self.embedder, "warnings", []), *self.retriever.warnings, *self.findings.warnings,
+                 *self.scorer.warnings]
+        if self._generator is not None and getattr(self._generator, "warning", ""):
+            found.append(self._generator.warning)
+        return list(dict.fromkeys(found))
+
+    def _stream(self, question: str, k: int | None, filters: Filters | None, retriever: str | None,
+                max_new_tokens: int | None, mode: str | None, bottom_line: bool | None) -> Iterator[Event]:
         started = time.perf_counter()
         question = self.validate(question)
         k = k or self.settings.retrieval.k
@@ -149,7 +167,6 @@ class Asker:
             text = yield from self._generate(BOTTOM_LINE_SYSTEM, build_prompt(sent_question, shown), timings, started,
                                              max_new_tokens or self.settings.answer.bottom_line_tokens, STOP,
                                              citations=[f.number for f in shown])
-            answer.warnings = [w for w in [getattr(self.generator, "warning", "")] if w]
             answer.model = self.generator_name  # the generator loads lazily: its name is known now
             verify_start = time.perf_counter()
             checker = BottomLineChecker(self.embedder, self.scorer, self.settings.answer, self.settings.verify,

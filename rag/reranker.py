@@ -1,4 +1,4 @@
-"""The reranker trained here (``models/reranker``, ``pubmed-rag train reranker``): loading it, and its score.
+"""The reranker trained here (``pubmed_rag/models/reranker``, ``pubmed-rag train reranker``): loading it, and its score.
 
 A CrossEncoder reads (question, text) and gives P(relevant): the softmax of a 2-output model's logits (the shipped
 one), or the sigmoid of a 1-output model's logit (other CrossEncoders given by path). Used to reorder retrieval
@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from pubmed_rag.paths import MODELS
 from rag.cross_encoder import check_weights, load_cross_encoder
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "reranker"
+SHIPPED = MODELS / "reranker"
 REBUILD = "Rebuild it with `pubmed-rag train reranker`"
 
 
@@ -24,21 +25,24 @@ class RerankerError(RuntimeError):
 
 
 def reranker_path(value: str) -> Path:
-    """The reranker folder a setting names: ``""`` or ``"shipped"`` -> ``models/reranker``, else the path given."""
+    """The reranker folder a setting names: ``""`` or ``"shipped"`` -> ``pubmed_rag/models/reranker``, else the
+    path given."""
     return SHIPPED if value in ("", "shipped") else Path(value)
 
 
 @lru_cache(maxsize=2)
-def load_reranker(path: str) -> Any:
+def load_reranker(path: str, cache_dir: str = "") -> Any:
     """The CrossEncoder at ``path``; a folder trained here is checked against the sha256 in its training.json.
-    Loads offline. Raises ``RerankerError`` naming the file and the rebuild command."""
+    Loads offline; ``cache_dir`` (default ``paths.cache_dir``) holds its rebuilt weights. Raises ``RerankerError``
+    naming the file and the rebuild command."""
     folder = Path(path)
     if folder.is_dir() or folder == SHIPPED:
         remedy = f"{REBUILD}, or turn reranking off (retrieval.reranker '', answer.sentence_scorer cosine)."
         check_weights(folder, what="reranker", error=RerankerError, remedy=remedy)
     else:
         remedy = "Give a local CrossEncoder folder or turn reranking off."
-    return load_cross_encoder(folder, what="the reranker", error=RerankerError, remedy=remedy)
+    return load_cross_encoder(folder, what="the reranker", error=RerankerError, remedy=remedy,
+                              cache_dir=cache_dir or None)
 
 
 def relevance(model: Any, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:

@@ -10,6 +10,7 @@ import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -74,10 +75,13 @@ def bounded_words(words: list[str], frequencies: dict[str, int], chunks: int, ma
 class IndexRetriever:
     """Dense, BM25 or hybrid retrieval over one loaded index."""
 
-    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: RetrievalSettings) -> None:
+    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: RetrievalSettings,
+                 cache_dir: Path | None = None) -> None:
         self.index = index
         self.embedder = embedder
         self.settings = settings
+        self.cache_dir = cache_dir  # the reranker's rebuilt weights (default paths.cache_dir)
+        self.warnings: list[str] = []  # fallbacks the user should see (reranking off)
         self._cross_encoder: Any = None  # the reranker once loaded; False when it cannot be
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bm25")
 
@@ -165,13 +169,16 @@ class IndexRetriever:
 
     def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
         """Order candidates by the reranker's P(relevant) of (question, passage). Weights that are missing or
-        corrupt leave ``hits`` as they were, with a warning (once) naming the file and how to rebuild it."""
+        corrupt leave ``hits`` as they were, with a warning (in ``warnings`` and the log) naming the file and how to
+        rebuild it."""
         if self._cross_encoder is None:
             try:
-                self._cross_encoder = load_reranker(str(reranker_path(self.settings.reranker)))
+                self._cross_encoder = load_reranker(str(reranker_path(self.settings.reranker)),
+                                                    str(self.cache_dir or ""))
             except RerankerError as exc:
                 self._cross_encoder = False
-                logger.warning("reranking is off, the ranking is unchanged: %s", exc)
+                self.warnings.append(f"reranking is off, the ranking is unchanged: {exc}")
+                logger.warning(self.warnings[-1])
         if not self._cross_encoder or not hits:
             return hits
         chunks = self.index.store.chunks(h.chunk_id for h in hits)

@@ -2,7 +2,7 @@
 
 Two scorers (``verify.scorer``):
 
-- ``verifier``: a 3-way CrossEncoder trained here (``models/verifier``, ``pubmed-rag train verifier``) reads the
+- ``verifier``: a 3-way CrossEncoder trained here (``pubmed_rag/models/verifier``, ``pubmed-rag train verifier``) reads the
   claim against the ``verify.candidates`` abstract sentences most similar to it, together and in the abstract's
   order, and gives each verdict a probability; it runs on ONNX Runtime or PyTorch (``verify.backend``, same
   verdicts);
@@ -18,9 +18,7 @@ from one ``SupportScorer`` and the ``verify`` settings.
 
 from __future__ import annotations
 
-import json
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,19 +28,23 @@ import numpy as np
 
 from ingest.embedder import Embedder
 from ingest.sentence_store import SentenceStore
+from pubmed_rag.checksums import sha256_file
+from pubmed_rag.lru import LRUCache
+from pubmed_rag.paths import MODELS
 from pubmed_rag.sentences import evidence_sentences
 from pubmed_rag.settings import PathSettings, VerifySettings
 from pubmed_rag.threads import few_threads
 from rag.agreement import disagreement
 from rag.citations import strip_markers
-from rag.cross_encoder import check_weights, load_cross_encoder
+from rag.cross_encoder import TRAINED_FILE, check_weights, load_cross_encoder
 
 log = logging.getLogger(__name__)
 Label = Literal["supported", "contradicted", "not enough information"]
 LABELS: tuple[Label, ...] = ("supported", "contradicted", "not enough information")
 Verdict = Literal["supported", "weak", "unsupported"]  # the similarity-only verdict of ``verdict(score)``
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "verifier"
+SHIPPED = MODELS / "verifier"
 FALLBACK = "verify.scorer cosine (PUBMED_RAG_VERIFY__SCORER=cosine)"
+REMEDY = f"Rebuild them with `pubmed-rag train verifier`, or use {FALLBACK}."
 # Up to this many texts (or pairs) are embedded or verified on one thread (pubmed_rag.threads): one thread costs
 # little when the machine is idle and much less than two when it is busy.
 SMALL_CALL = 512
@@ -79,39 +81,32 @@ def verifier_path(settings: VerifySettings) -> Path:
 
 
 @lru_cache(maxsize=4)
-def scoring_model(path: str, backend: str, cache_dir: str) -> Any:
-    """What scores pairs: the verifier at ``path`` on ONNX Runtime (``backend`` auto or onnx) or PyTorch."""
-    model = load_verifier(path)
+def scoring_model(path: str, backend: str, cache_dir: str) -> tuple[Any, str]:
+    """What scores pairs: the verifier at ``path`` on ONNX Runtime (``backend`` auto or onnx) or PyTorch, and a
+    warning for the user when ``auto`` had to fall back to PyTorch ("" otherwise)."""
+    model = load_verifier(path, cache_dir)
     if backend == "torch":
-        return model
+        return model, ""
     from ingest.onnx_embedder import OnnxUnavailable
     from rag.onnx_cross_encoder import load_onnx
 
-    record = json.loads((Path(path) / "training.json").read_text(encoding="utf-8")) \
-        if (Path(path) / "training.json").is_file() else {}
-    try:
-        return load_onnx(model, "verifier", record.get("sha256", "") or _digest(Path(path)), Path(cache_dir))
+    try:  # the export is keyed by the weights' checksum (load_verifier has just checked them)
+        return load_onnx(model, "verifier", sha256_file(Path(path) / TRAINED_FILE), Path(cache_dir)), ""
     except OnnxUnavailable as exc:
         if backend == "onnx":
             raise VerifierError(f"{exc.reason}; use verify.backend torch (PUBMED_RAG_VERIFY__BACKEND=torch)") from exc
-        log.info("verifier on PyTorch: %s", exc.reason)
-        return model
-
-
-def _digest(folder: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256((folder / "trained.safetensors").read_bytes()).hexdigest() \
-        if (folder / "trained.safetensors").is_file() else str(folder.resolve())
+        warning = f"the verifier runs on PyTorch, slower: {exc.reason}"
+        log.warning(warning)
+        return model, warning
 
 
 @lru_cache(maxsize=2)
-def load_verifier(path: str) -> Any:
-    """The trained CrossEncoder at ``path``, checked against its recorded checksum; loads offline."""
+def load_verifier(path: str, cache_dir: str = "") -> Any:
+    """The trained CrossEncoder at ``path``, checked against its recorded checksum; loads offline. ``cache_dir``
+    (default ``paths.cache_dir``) holds its rebuilt weights (``rag.cross_encoder.rebuilt_model``)."""
     folder = Path(path)
-    check_weights(folder, what="verifier", error=VerifierError,
-                  remedy=f"Rebuild them with `pubmed-rag train verifier`, or use {FALLBACK}.")
-    model = load_cross_encoder(folder, what="the verifier", error=VerifierError,
+    check_weights(folder, what="verifier", error=VerifierError, remedy=REMEDY)
+    model = load_cross_encoder(folder, what="the verifier", error=VerifierError, cache_dir=cache_dir or None,
                                remedy=f"rebuild it with `pubmed-rag train verifier`, or use {FALLBACK}.")
     labels = [model.transformers_model.config.id2label[i] for i in range(len(LABELS))]
     if labels != list(LABELS):
@@ -120,50 +115,65 @@ def load_verifier(path: str) -> Any:
 
 
 class SupportScorer:
-    """Scores (claim, abstract) pairs; abstract sentences and their embeddings are cached per text."""
+    """Scores (claim, abstract) pairs. Abstract sentences and their vectors, claim vectors and verifier outputs are
+    kept between calls in bounded LRU caches (``verify.cache_mb``, ``verify.cache_items``); one scorer may serve
+    many threads at once. ``warnings``: fallbacks the user should see (the verifier on PyTorch)."""
 
     def __init__(self, embedder: Embedder, settings: VerifySettings, model: Any = None,
                  cache_dir: Path | None = None, sentences: SentenceStore | None = None) -> None:
         self.embedder = embedder
         self.settings = settings
         self.sentences = sentences  # the index's stored sentence vectors (ingest.sentence_store), if any
-        self._cache: dict[str, tuple[list[str], np.ndarray]] = {}
-        self._pairs: dict[tuple[str, str], np.ndarray] = {}  # (claim, sentence) -> verifier logits
-        self._claims: dict[str, np.ndarray] = {}
+        budget, items = int(settings.cache_mb * 2**20), settings.cache_items
+        # Most of the budget holds abstracts' sentences and vectors; claims and verifier outputs are small.
+        self._texts: LRUCache[str, tuple[list[str], np.ndarray]] = LRUCache(items, budget * 3 // 4, _text_bytes)
+        self._pairs: LRUCache[tuple[str, str], np.ndarray] = LRUCache(items, budget // 8, _pair_bytes)
+        self._claims: LRUCache[str, np.ndarray] = LRUCache(items, budget // 8, _claim_bytes)
         self.model = model
+        self._warnings: list[str] = []
         if model is None and settings.scorer == "verifier":
             cache = cache_dir if cache_dir is not None else PathSettings().cache_dir
-            self.model = scoring_model(str(verifier_path(settings)), settings.backend, str(cache))
+            self.model, warning = scoring_model(str(verifier_path(settings)), settings.backend, str(cache))
+            self._warnings += [warning] if warning else []
 
-    def _embed_texts(self, texts: list[str]) -> None:
-        """The sentences and vectors of every text not cached yet: stored at ingest where the index has them, else
+    @property
+    def warnings(self) -> list[str]:
+        """Fallbacks in effect that the user should see: the verifier or the embedder on PyTorch."""
+        return list(dict.fromkeys([*self._warnings, *getattr(self.embedder, "warnings", [])]))
+
+    def _embed_texts(self, texts: list[str]) -> dict[str, tuple[list[str], np.ndarray]]:
+        """The sentences and vectors of each text: cached, else stored at ingest where the index has them, else
         split and embedded here in one call (rounded to float16 as stored ones are, so verdicts are the same)."""
-        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if not todo:
-            return
-        if self.sentences is not None:
-            self._cache.update({t: (sentences, vectors.astype(np.float32))
-                                for t, (sentences, vectors) in self.sentences.get_many(todo).items()})
-            todo = [t for t in todo if t not in self._cache]
-            if not todo:
-                return
-        # Sentences that address the model are not evidence and cannot support a claim.
-        split = [evidence_sentences(t) for t in todo]
-        flat = [s for sentences in split for s in sentences]
-        with few_threads(len(flat), SMALL_CALL):
-            vectors = np.asarray(self.embedder.encode(flat)).astype(np.float16).astype(np.float32)
-        offsets = np.cumsum([0] + [len(sentences) for sentences in split])
-        for n, (text, sentences) in enumerate(zip(todo, split, strict=True)):
-            self._cache[text] = (sentences, vectors[offsets[n]:offsets[n + 1]])
+        wanted = list(dict.fromkeys(texts))
+        found = self._texts.get_many(wanted)
+        todo = [t for t in wanted if t not in found]
+        if todo and self.sentences is not None:
+            stored = {t: (sentences, vectors.astype(np.float32))
+                      for t, (sentences, vectors) in self.sentences.get_many(todo).items()}
+            found.update(stored)
+            self._texts.update(stored.items())
+            todo = [t for t in todo if t not in found]
+        if todo:
+            # Sentences that address the model are not evidence and cannot support a claim.
+            split = [evidence_sentences(t) for t in todo]
+            flat = [s for sentences in split for s in sentences]
+            with few_threads(len(flat), SMALL_CALL):
+                vectors = np.asarray(self.embedder.encode(flat)).astype(np.float16).astype(np.float32)
+            offsets = np.cumsum([0] + [len(sentences) for sentences in split])
+            for n, (text, sentences) in enumerate(zip(todo, split, strict=True)):
+                found[text] = (sentences, vectors[offsets[n]:offsets[n + 1]])
+                self._texts.put(text, found[text])
+        return found
 
     def _claim_vectors(self, claims: list[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(c for c in claims if c not in self._claims))
+        found = self._claims.get_many(claims)
+        todo = list(dict.fromkeys(c for c in claims if c not in found))
         if todo:
-            if len(self._claims) > 20_000:
-                self._claims.clear()
             with few_threads(len(todo), SMALL_CALL):
-                self._claims.update(zip(todo, self.embedder.encode(todo), strict=True))
-        return np.stack([self._claims[c] for c in claims])
+                encoded = dict(zip(todo, self.embedder.encode(todo), strict=True))
+            found.update(encoded)
+            self._claims.update(encoded.items())
+        return np.stack([found[c] for c in claims])
 
     def score_matrix(self, claims: list[str], texts: list[str]) -> list[list[Support]]:
         """``result[i][j]``: how ``texts[j]`` bears on ``claims[i]`` (label, probability, deciding sentences)."""
@@ -178,8 +188,8 @@ class SupportScorer:
             return []
         clean = [strip_markers(c) for c, _ in pairs]
         claim_vecs = self._claim_vectors(clean)
-        self._embed_texts([t for _, t in pairs])
-        parsed = [self._cache[t] for _, t in pairs]
+        texts = self._embed_texts([t for _, t in pairs])
+        parsed = [texts[t] for _, t in pairs]
         sims = [vecs @ claim_vecs[n] for n, (_, vecs) in enumerate(parsed)]
         candidates = [[int(c) for c in np.argsort(-sim, kind="stable")[:self.settings.candidates]] for sim in sims]
         probs = self._predict([(clean[n], reading(parsed[n][0], cand)) for n, cand in enumerate(candidates)]) \
@@ -199,7 +209,8 @@ class SupportScorer:
         settings = self.settings.model_copy(update=changes)
         model = self.model if settings.scorer == "verifier" else None
         other = SupportScorer(self.embedder, settings, model=model, sentences=self.sentences)
-        other._cache, other._pairs, other._claims = self._cache, self._pairs, self._claims
+        other._texts, other._pairs, other._claims = self._texts, self._pairs, self._claims
+        other._warnings = self._warnings
         return other
 
     def check(self, claim: str, text: str) -> Support:
@@ -221,18 +232,16 @@ class SupportScorer:
     def _predict(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Verifier probabilities (pairs x labels) for (claim, text) pairs; the pairs not seen before go through the
         model in one batched call, shortest first (less padding)."""
-        todo = sorted({p for p in pairs if p not in self._pairs}, key=lambda p: (len(p[0]) + len(p[1]), p))
+        found = self._pairs.get_many(pairs)
+        todo = sorted({p for p in pairs if p not in found}, key=lambda p: (len(p[0]) + len(p[1]), p))
         if todo:
-            if len(self._pairs) > 100_000:
-                self._pairs.clear()
             # ONNX Runtime's threads do not spin while idle, so its multi-threaded session costs little on a busy
-            # machine and halves a pair's time on an idle one (docs/evaluation.md); PyTorch keeps one thread for
-            # small calls (pubmed_rag.threads).
-            onnx = getattr(self.model, "backend", "") == "onnx"
-            with nullcontext() if onnx else few_threads(len(todo), SMALL_CALL):
-                predicted = self.model.predict(todo, batch_size=16, show_progress_bar=False, convert_to_numpy=True)
-            self._pairs.update(zip(todo, np.asarray(predicted, dtype=np.float64), strict=True))
-        logits = np.stack([self._pairs[p] for p in pairs])
+            # machine and halves a pair's time on an idle one (docs/evaluation.md).
+            predicted = self.model.predict(todo, batch_size=16, show_progress_bar=False, convert_to_numpy=True)
+            computed = dict(zip(todo, np.asarray(predicted, dtype=np.float64), strict=True))
+            found.update(computed)
+            self._pairs.update(computed.items())
+        logits = np.stack([found[p] for p in pairs])
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         return probs / probs.sum(axis=1, keepdims=True)
 
@@ -286,6 +295,18 @@ class SupportScorer:
             return _support(score, deciding, "supported", p_support, p, reason, "")
         reason = f"best similarity {score:.2f} is below verify.supported {cfg.supported:.2f}"
         return _support(score, [sentences[cand[0]]], "not enough information", 1 - p_support, p, reason, "")
+
+
+def _text_bytes(text: str, entry: tuple[list[str], np.ndarray]) -> int:
+    return len(text) + sum(len(s) + 64 for s in entry[0]) + entry[1].nbytes + 200
+
+
+def _pair_bytes(pair: tuple[str, str], logits: np.ndarray) -> int:
+    return len(pair[0]) + len(pair[1]) + logits.nbytes + 300
+
+
+def _claim_bytes(claim: str, vector: np.ndarray) -> int:
+    return len(claim) + np.asarray(vector).nbytes + 200
 
 
 def reading(sentences: list[str], chosen: list[int]) -> str:

@@ -21,6 +21,8 @@ SAMPLE = ROOT / "data" / "sample"  # the demo's data (data/sample/SOURCES.md)
 # The tests' abstracts: the first 120 PubMedQA abstracts (with year and MeSH) and the first 60 BC5CDR abstracts of
 # the shared corpus, in that order (written by data/make_sample.py).
 SAMPLE_ABSTRACTS = FIXTURES / "sample_abstracts.jsonl.gz"
+# The SYGMA 1 trial (PMID 29768149, in tests/fixtures/pubmed_xml) asked about in many tests.
+FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
 
 
 def sample_records(n: int, source: str | None = None) -> list:

@@ -31,7 +31,7 @@ def test_ask_json_and_unknown_index(small_index_dir, generator_cache):
     assert q["pmid"] in [e["pmid"] for e in data["evidence"]] and len(data["evidence"]) == 3
     assert {c["pmid"] for s in data["bottom_line"] for c in s["citations"]} <= {e["pmid"] for e in data["evidence"]}
     assert data["findings"][0]["pmid"] == q["pmid"] and data["findings"][0]["sentences"]
-    assert data["model"] == "smollm2-135m-instruct+trained" and not data["warnings"]  # models/generator, loaded lazily
+    assert data["model"] == "smollm2-135m-instruct+trained" and not data["warnings"]  # pubmed_rag/models/generator, loaded lazily
 
     text = run("ask", q["question"], "--index", "small", "--k", "2", "--max-new-tokens", "24", *common)
     # Findings first: printed as soon as they exist, the checked bottom line after them.

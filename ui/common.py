@@ -7,10 +7,10 @@ from urllib.parse import quote
 
 import streamlit as st
 
-from ingest.embedder import load_embedder
-from ingest.index import LoadedIndex, current_folder, list_indexes, open_index
+from ingest.index import LoadedIndex, current_folder, list_indexes
 from pubmed_rag.settings import Settings
 from rag.case import CaseAnalyzer
+from rag.check import open_checker
 from rag.pipeline import Asker
 from rag.verify import SupportScorer
 
@@ -52,7 +52,12 @@ def asker(index: str) -> Asker:
     return _asker(index, str(current_folder(s.paths.index_dir, index)), s.model_dump_json())
 
 
-@st.cache_resource(show_spinner="Loading index and models ...")
+# Loaded state per index version, shared by all sessions; at most app.cached_indexes versions of each kind are kept
+# (least recently used dropped first), so updates and many indexes do not grow the process without bound.
+CACHED = Settings.load().app.cached_indexes
+
+
+@st.cache_resource(show_spinner="Loading index and models ...", max_entries=CACHED)
 def _asker(index: str, folder: str, settings_json: str) -> Asker:
     return Asker(Settings.model_validate_json(settings_json), index=index)
 
@@ -64,7 +69,7 @@ def case_analyzer(index: str) -> CaseAnalyzer:
     return _case_analyzer(index, str(current_folder(s.paths.index_dir, index)), s.model_dump_json())
 
 
-@st.cache_resource(show_spinner="Loading the clinical vocabulary ...")
+@st.cache_resource(show_spinner="Loading the clinical vocabulary ...", max_entries=CACHED)
 def _case_analyzer(index: str, folder: str, settings_json: str) -> CaseAnalyzer:
     analyzer = CaseAnalyzer(_asker(index, folder, settings_json))
     analyzer.reader.nlp  # noqa: B018 - build the matcher now, not during the first case
@@ -76,13 +81,9 @@ def scorer(index: str) -> tuple[LoadedIndex, SupportScorer]:
     return _scorer(index, str(current_folder(s.paths.index_dir, index)), s.model_dump_json())
 
 
-@st.cache_resource
+@st.cache_resource(max_entries=CACHED)
 def _scorer(index: str, folder: str, settings_json: str) -> tuple[LoadedIndex, SupportScorer]:
-    s = Settings.model_validate_json(settings_json)
-    loaded = open_index(s, index)
-    embedder = load_embedder(loaded.embedding_model, loaded.max_tokens, s.embedding.backend, s.paths.cache_dir,
-                             s.allow_network)
-    return loaded, SupportScorer(embedder, s.verify, cache_dir=s.paths.cache_dir, sentences=loaded.sentences)
+    return open_checker(Settings.model_validate_json(settings_json), index)
 
 
 def index_picker(key: str) -> str | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +27,14 @@ import numpy as np
 from ingest.ann import IndexSpec, family, resolve_spec
 from ingest.ann.base import read
 from ingest.ann.ivf import train_sample
+from pubmed_rag.threads import single_thread_pool
 
 SHARDS_DIR = "shards"
 DELETED_FILE = "deleted.npy"
 TRAINED_FILE = "trained.faiss"
 LEGACY_FILE = "vectors.faiss"
 WIDEN = (1, 4, 16, 64)
+SMALL_INDEX = 500_000  # vectors: below this a single query is searched on one OpenMP thread
 
 
 class LegacyIndexError(RuntimeError):
@@ -223,13 +226,22 @@ class ShardedIndex:
 
         Returns ``min(k, matching vectors)`` results like exact search does: an approximate search that finds fewer
         (a selective filter, many deletions) is repeated visiting 4x, 16x, 64x more of the index, and a filter
-        that allows at most ``exact_below`` chunks is searched exactly over just those chunks."""
+        that allows at most ``exact_below`` chunks is searched exactly over just those chunks.
+
+        Below ``SMALL_INDEX`` vectors the search runs on a pool thread with one OpenMP thread
+        (``pubmed_rag.threads``): a single query over a small index is memory-bound, and more threads cost more than
+        they give."""
+        if len(self) < SMALL_INDEX and not threading.current_thread().name.startswith("faiss-1"):
+            return single_thread_pool().submit(self._search, query, k, allowed, overrides).result()
+        return self._search(query, k, allowed, overrides)
+
+    def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None,
+                overrides: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         spec = self.spec.with_search(**{**self.search_overrides, **overrides})
         fam = self._family
         k = max(1, min(k, len(self)))
         target = k if allowed is None else min(k, int(len(allowed)))
-        faiss.omp_set_num_threads(1 if len(self) < 500_000 else os.cpu_count() or 1)
         if allowed is not None and not fam.exhaustive and len(allowed) <= self.exact_below:
             return self._exact(q, k, allowed)
         for widen in WIDEN:

@@ -128,6 +128,7 @@ class CaseAnalyzer:
         report.references = refs.evidence
         timings["total"] = time.perf_counter() - started
         report.timings = {k: round(v, 3) for k, v in timings.items()}
+        report.warnings = self.asker.warnings
         progress("Done", 1.0)
         return report
 

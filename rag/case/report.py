@@ -32,6 +32,7 @@ def to_markdown(report: CaseReport) -> str:
     """The whole report: problems, differential, evidence per problem, what was redacted or read as negated,
     references."""
     out = ["# Case analysis", "", f"_{text(report.notice)}_", "", f"Index: {text(report.index)}", ""]
+    out += [f"**Warning:** {text(w)}" for w in report.warnings] + ([""] if report.warnings else [])
     if report.redactions:
         out += ["**Removed before analysis:** " + ", ".join(f"{n} × {text(k)}" for k, n in
                                                             redaction_counts(report).items()), ""]

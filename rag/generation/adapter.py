@@ -1,5 +1,5 @@
 """The generator's trained weights: a LoRA adapter for the installed SmolLM2-135M-Instruct, shipped in
-``models/generator`` (``pubmed-rag train generator`` writes it).
+``pubmed_rag/models/generator`` (``pubmed-rag train generator`` writes it).
 
 The folder holds ``adapter.safetensors`` (per adapted Linear layer a low-rank pair ``lora_A`` (rank x in) and
 ``lora_B`` (out x rank), float16; the rank, scale and base checksum in its metadata), ``training.json`` (what the
@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ingest.manifest import sha256 as sha256_file
+from pubmed_rag.checksums import installed_sha256
+from pubmed_rag.paths import MODELS
 
 ADAPTER_FILE = "adapter.safetensors"
 RECORD_FILE = "training.json"
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "generator"
+SHIPPED = MODELS / "generator"
 REMEDY = "rebuild it with `pubmed-rag train generator`, or use the base model with --generator.adapter ''"
 
 
@@ -35,17 +35,6 @@ def adapter_path(setting: str) -> Path | None:
     if not setting:
         return None
     return SHIPPED if setting == "shipped" else Path(setting).expanduser()
-
-
-@lru_cache(maxsize=4)
-def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(Path(path))
-
-
-def base_sha256(path: Path) -> str:
-    """The sha256 of a base weights file, computed once per process per file version."""
-    stat = Path(path).stat()
-    return _cached_sha256(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def read_adapter(folder: Path, base_file: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float, dict]:
@@ -75,7 +64,7 @@ def read_adapter(folder: Path, base_file: Path) -> tuple[dict[str, tuple[np.ndar
         tensors = load(data)
     except Exception as exc:  # a damaged header surfaces as one of several exception types
         raise AdapterError(f"cannot read {weights} ({exc}); {REMEDY}") from exc
-    if meta.get("base_sha256") != base_sha256(base_file):
+    if meta.get("base_sha256") != installed_sha256(base_file):
         raise AdapterError(f"{weights} was trained from other base weights than the installed {base_file}; {REMEDY}")
     layers = {}
     for name in tensors:

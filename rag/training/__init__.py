@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pubmed_rag.paths import MODELS
 from rag.training.common import (
-    MODELS,
-    PROJECT,
+    RUNS,
     Example,
     TrainConfig,
     TrainResult,
@@ -30,7 +30,7 @@ from rag.training.common import (
     train_cross_encoder,
 )
 
-__all__ = ["MODELS", "PROJECT", "TASKS", "Example", "TrainConfig", "TrainResult", "_batches", "base_model_path",
+__all__ = ["MODELS", "RUNS", "TASKS", "Example", "TrainConfig", "TrainResult", "_batches", "base_model_path",
            "config_dict", "loader_checksums", "progress_printer", "run_metadata", "set_seed", "ship",
            "shipped_size_mb", "train_cross_encoder"]
 

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT = Path(__file__).resolve().parents[2]
-MODELS = PROJECT / "models"
+from pubmed_rag.checksums import file_checksums
+
+RUNS = Path("models")  # where a run goes by default: models/<task>-<date-time>, under the working directory
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,8 @@ def ship(model: Any, out_dir: Path, card: str, metadata: dict[str, Any]) -> Path
 
 def loader_checksums(folder: Path) -> dict[str, str]:
     """sha256 of every file a shipped cross-encoder's loader reads (all but README.md and training.json)."""
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(folder).iterdir())
-            if f.is_file() and f.name not in ("README.md", "training.json")}
+    return file_checksums(folder, sorted(f.name for f in Path(folder).iterdir()
+                                         if f.is_file() and f.name not in ("README.md", "training.json")))
 
 
 def progress_printer(task: str, examples: int, config: TrainConfig, started: float,

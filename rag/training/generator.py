@@ -260,14 +260,15 @@ def ship_adapter(model: Any, config: GeneratorTrainConfig, out_dir: Path, base_g
     import numpy as np
     from safetensors.numpy import save_file
 
-    from rag.generation.adapter import ADAPTER_FILE, base_sha256, sha256_file
+    from pubmed_rag.checksums import installed_sha256, sha256_file
+    from rag.generation.adapter import ADAPTER_FILE
 
     tensors = {}
     for name, (a, b) in lora_layers(model).items():
         tensors[f"{name}.lora_A"] = a.detach().cpu().numpy().astype(np.float16)
         tensors[f"{name}.lora_B"] = b.detach().cpu().numpy().astype(np.float16)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"base": base_gguf.name, "base_sha256": base_sha256(base_gguf), "scale": str(config.scale),
+    meta = {"base": base_gguf.name, "base_sha256": installed_sha256(base_gguf), "scale": str(config.scale),
             "rank": str(config.rank)}
     save_file(tensors, str(out_dir / ADAPTER_FILE), metadata=meta)
     return {ADAPTER_FILE: sha256_file(out_dir / ADAPTER_FILE)}

@@ -27,7 +27,6 @@ from typing import Any
 
 from pubmed_rag.sentences import split_sentences
 from rag.training.common import (
-    MODELS,
     Example,
     TrainConfig,
     config_dict,
@@ -40,7 +39,6 @@ from rag.training.common import (
 
 LABELS = ["not relevant", "relevant"]
 IRRELEVANT, RELEVANT = range(2)
-DEFAULT_OUT = MODELS / "reranker"
 TRAIN_TASKS = ("7B",)
 HELD_OUT_TASKS = ("8B", "9B")
 DEFAULT_INDEX = "eval-bioasq-answers"
@@ -231,7 +229,7 @@ model has not seen full gold abstracts. It reads at most {max_length} tokens of 
 """
 
 
-def train_reranker(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainConfig | None = None,
+def train_reranker(data_dir: Path, out_dir: Path, config: TrainConfig | None = None,
                    evaluate: bool = True, command: str = "pubmed-rag train reranker", index: str = DEFAULT_INDEX,
                    settings: Any = None, log: Any = sys.stderr, **_: Any) -> dict[str, Any]:
     """Build the pairs, train, ship to ``out_dir`` (compact weights + model card + training.json). Hard negatives come from

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from rag.training.common import (
-    MODELS,
     Example,
     TrainConfig,
     progress_printer,
@@ -33,7 +32,6 @@ from rag.verify import reading
 
 LABELS = ["supported", "contradicted", "not enough information"]
 SUPPORTED, CONTRADICTED, NEI = range(3)
-DEFAULT_OUT = MODELS / "verifier"
 _LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
 
 def _limit(examples: list[Example], limit: int) -> list[Example]:
@@ -139,7 +137,7 @@ def write_card(out_dir: Path, metadata: dict[str, Any]) -> None:
 VERIFIER_CONFIG = {"epochs": 2, "max_length": 256, "freeze_layers": 2, "threads": 2}  # TrainConfig overrides
 
 
-def train_verifier(data_dir: Path, out_dir: Path = DEFAULT_OUT, config: TrainConfig | None = None,
+def train_verifier(data_dir: Path, out_dir: Path, config: TrainConfig | None = None,
                    embedder: Any = None, evaluate: bool = True, command: str = "pubmed-rag train verifier",
                    log: Any = sys.stderr) -> dict[str, Any]:
     """Build the pairs, train (class-weighted), ship to ``out_dir`` (compact weights + model card), and

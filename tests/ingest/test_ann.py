@@ -17,8 +17,9 @@ from ingest.ann.sharded import SHARDS_DIR
 from ingest.build import FileSource, RecordsSource, ingest
 from ingest.compact import compact
 from ingest.index import IndexLayout, LoadedIndex, open_index, verify_index
-from ingest.manifest import STORE_FILE, sha256
+from ingest.manifest import STORE_FILE
 from ingest.store import RECORD_COLUMNS
+from pubmed_rag.checksums import sha256_file as sha256
 from pubmed_rag.records import Deletion
 from tests.conftest import XML, pubmedqa_questions
 

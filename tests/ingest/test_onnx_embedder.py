@@ -17,6 +17,7 @@ from pydantic import ValidationError
 import ingest.onnx_embedder as onnx_embedder
 from ingest.embedder import SentenceTransformerEmbedder, _load, load_embedder, resolve_model_path
 from ingest.onnx_embedder import MIN_COSINE, ModelLayout, OnnxEmbedder, OnnxUnavailable
+from pubmed_rag.checksums import sha256_file
 from pubmed_rag.settings import Settings, iter_fields
 from pubmed_rag.threads import few_threads, one_thread_requested
 from tests.conftest import SAMPLE_ABSTRACTS
@@ -162,6 +163,9 @@ def test_missing_onnxruntime_auto_falls_back_onnx_explains(monkeypatch, tmp_path
         fallback = load_embedder(MODEL, 256, "auto", tmp_path)
     assert isinstance(fallback, SentenceTransformerEmbedder)
     assert "onnxruntime" in caplog.text and "PyTorch" in caplog.text
+    # Shown to the user too (answers and checks carry it), not only logged.
+    assert fallback.warnings == ["embedding runs on PyTorch, slower: embedding.backend onnx needs the onnxruntime "
+                                 "package, which is not installed (pip install onnxruntime)"]
     with pytest.raises(OnnxUnavailable, match=r"onnxruntime.*--embedding\.backend torch"):
         load_embedder(MODEL, 256, "onnx", tmp_path)
     assert not (tmp_path / "onnx").exists()
@@ -171,19 +175,42 @@ def test_failed_check_auto_falls_back_onnx_refuses(monkeypatch, tmp_path, onnx, 
     monkeypatch.setattr(onnx_embedder, "ensure_export",
                         lambda *a, **k: (onnx.model_file, {"passed": False, "min_cosine": 0.998}))
     with caplog.at_level(logging.WARNING, logger="ingest.embedder"):
-        assert isinstance(load_embedder(MODEL, 256, "auto", tmp_path), SentenceTransformerEmbedder)
-    assert "0.998" in caplog.text
+        fallback = load_embedder(MODEL, 256, "auto", tmp_path)
+    assert isinstance(fallback, SentenceTransformerEmbedder) and "0.998" in caplog.text
+    assert len(fallback.warnings) == 1 and "min cosine 0.998000" in fallback.warnings[0]
     with pytest.raises(OnnxUnavailable, match=r"differ.*--embedding\.backend torch"):
         load_embedder(MODEL, 256, "onnx", tmp_path)
 
 
-def test_few_threads_one_thread_for_small_calls():
+def test_few_threads_asks_for_one_thread_without_changing_the_process():
     import torch
 
     threads = torch.get_num_threads()
     assert not one_thread_requested()
     with few_threads(3, limit=512):
-        assert one_thread_requested() and torch.get_num_threads() == 1
-    assert not one_thread_requested() and torch.get_num_threads() == threads
+        # Only this call's own session is chosen by it: torch's process-wide count stays as configured.
+        assert one_thread_requested() and torch.get_num_threads() == threads
+    assert not one_thread_requested()
     with few_threads(2):  # more than one text: the caller's threads
-        assert not one_thread_requested() and torch.get_num_threads() == threads
+        assert not one_thread_requested()
+
+
+def test_a_damaged_cached_export_is_exported_again(tmp_path, fresh_cache, caplog):
+    first = load_embedder(MODEL, 256, "onnx", tmp_path)
+    expected = first.encode(["Budesonide-formoterol reduced severe exacerbations."])
+    model_file = Path(first.model_file)
+    check = json.loads((model_file.parent / "check.json").read_text())
+    assert check["sha256"] == sha256_file(model_file)
+    with open(model_file, "r+b") as handle:  # one flipped byte in the middle of the weights
+        handle.seek(model_file.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    _load.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="ingest.onnx_embedder"):
+        again = load_embedder(MODEL, 256, "onnx", tmp_path)
+    assert "does not match the checksum" in caplog.text and str(model_file) in caplog.text
+    rewritten = json.loads((model_file.parent / "check.json").read_text())
+    assert rewritten["passed"] and sha256_file(model_file) == rewritten["sha256"]  # exported and checked again
+    np.testing.assert_allclose(again.encode(["Budesonide-formoterol reduced severe exacerbations."]), expected,
+                               atol=1e-6)

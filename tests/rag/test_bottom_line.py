@@ -8,9 +8,8 @@ from pubmed_rag.types import Finding
 from rag.agreement import direction_reason, numbers, numbers_reason, polarity_reason
 from rag.bottom_line import BottomLineChecker, build_prompt
 from rag.pipeline import Asker
-from tests.conftest import FakeGenerator
+from tests.conftest import FLAGSHIP, FakeGenerator
 
-FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
 EXACERBATIONS = ("Exacerbation rates with the two budesonide-containing regimens were similar and were lower than the "
                  "rate with terbutaline.")
 FINDING = Finding(number=1, pmid="29768149", sentences=[EXACERBATIONS], section="CONCLUSIONS",

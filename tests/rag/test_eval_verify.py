@@ -51,7 +51,11 @@ def test_eval_verify_command_side_by_side(tmp_path, capsys):
         assert sum(sum(row.values()) for row in metrics["confusion"].values()) == 4
         assert metrics["ms_per_pair"] > 0 and metrics["s_per_20_claim_text"] > 0
     calibration = json.loads(out.read_text())["results"]["pubmedqa_calibration"]["verifier+rules"]
-    assert 0 <= calibration["auc"] <= 1 and sum(calibration["verdicts"]["own"].values()) == calibration["claims"]
+    assert sum(calibration["verdicts"]["own"].values()) == calibration["claims"]
+    # A conclusion is read as supported by its own abstract far more often than by a random other one.
+    assert calibration["auc"] >= 0.8, calibration
+    own, other = calibration["verdicts"]["own"], calibration["verdicts"]["random"]
+    assert own.get("supported", 0) > other.get("supported", 0) and other.get("supported", 0) <= 1, calibration
 
 
 def test_eval_verify_every_dataset_with_thresholds_from_the_calibration_claims(tmp_path, capsys):

@@ -7,9 +7,7 @@ from collections import Counter
 from ingest.pubmed_xml import parse_xml_file
 from pubmed_rag.records import Record, section_category
 from rag.findings import abstract_sentences, lexical_overlap, sample_size
-from tests.conftest import XML, sample_records
-
-FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
+from tests.conftest import FLAGSHIP, XML, sample_records
 
 
 def nejm() -> Record:

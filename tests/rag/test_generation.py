@@ -11,8 +11,8 @@ from rag.generation import Generator, GeneratorError, load_generator
 from rag.generation.openai import OpenAIGenerator
 from rag.pipeline import Asker
 from tests.chat_server import ChatServer
+from tests.conftest import FLAGSHIP
 
-FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
 EXACERBATIONS = ("Exacerbation rates with the two budesonide-containing regimens were similar and were lower than the "
                  "rate with terbutaline.")
 FINDING = Finding(number=1, pmid="29768149", sentences=[EXACERBATIONS], relevance=0.6, score=0.8)

@@ -120,7 +120,7 @@ def test_tiny_seeded_run_is_deterministic_and_resumes_from_its_checkpoint(tiny_e
 
 
 def test_train_command_shows_progress_and_ships_a_model_card(tiny_examples, generator_cache, tmp_path, capsys):
-    from rag.generation.adapter import sha256_file
+    from pubmed_rag.checksums import sha256_file
     from ui.cli import main
 
     examples = tmp_path / "examples.jsonl"

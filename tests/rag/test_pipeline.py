@@ -12,9 +12,7 @@ from ingest.manifest import read_manifest, store_path
 from pubmed_rag.types import ABSTAIN_TEXT, Answer
 from rag.findings import echoes
 from rag.pipeline import Asker, QuestionError
-from tests.conftest import FakeGenerator, pubmedqa_questions
-
-FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
+from tests.conftest import FLAGSHIP, FakeGenerator, pubmedqa_questions
 
 
 def test_flagship_question_answers_from_the_nejm_trial(asker):
@@ -43,7 +41,7 @@ def test_flagship_question_answers_from_the_nejm_trial(asker):
         assert key in data
     for key in ("number", "pmid", "sentences", "section", "design", "year", "sample_size", "relevance"):
         assert key in data["findings"][0]
-    assert data["model"] == "smollm2-135m-instruct+trained" and data["index"] == "small"  # models/generator
+    assert data["model"] == "smollm2-135m-instruct+trained" and data["index"] == "small"  # pubmed_rag/models/generator
 
 
 def test_a_question_the_index_cannot_answer_abstains(asker):

@@ -16,7 +16,7 @@ from rag.retrieve import IndexRetriever
 from rag.sentence_scorers import finding_extractor
 from rag.sentence_scorers.reranker import RerankerSentenceScorer
 from rag.training.reranker import RELEVANT, build_examples, corpus_ranker, held_out_pmids, snippet_sentences
-from tests.conftest import XML
+from tests.conftest import FLAGSHIP, XML
 from tests.rag.test_training import DATA, assert_same_training, train_tiny_twice
 
 # The reranker trains on BioASQ and the shared corpus, too large to copy into the repository: these tests run where
@@ -24,7 +24,6 @@ from tests.rag.test_training import DATA, assert_same_training, train_tiny_twice
 needs_data = pytest.mark.skipif(not ((DATA / "bioasq").is_dir() and (DATA / "corpus" / "abstracts.jsonl.gz").is_file()),
                                 reason="../shared/data (BioASQ, corpus) is absent")
 
-FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +68,13 @@ def test_shipped_reranker_reorders_the_top_n_and_keeps_the_flagship_trial(small_
     assert plain[0].pmid == "29768149" and {h.pmid for h in hits} == {h.pmid for h in plain}
     assert all("rerank" in h.sources for h in hits) and [h.score for h in hits] == sorted(
         (h.score for h in hits), reverse=True)
-    # Where it does not help (docs/evaluation.md): an asthma sputum-phenotype study (27044366) is put above SYGMA 1.
-    assert hits[0].pmid == "27044366" and "29768149" in [h.pmid for h in hits[:5]]
+    order = [h.pmid for h in hits]
+    assert order != [h.pmid for h in plain]  # it reorders
+    # SYGMA 1 itself is judged relevant and stays near the top; the asthma studies (sputum phenotypes, racial
+    # differences in asthma care) come before the off-topic ones, and a lung-cancer chemotherapy trial is last.
+    flagship = hits[order.index("29768149")]
+    assert flagship.score >= 0.8 and order.index("29768149") <= 2
+    assert {"27044366", "29768149", "17453263"} <= set(order[:4]) and order[-1] == "10526274"
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

@@ -32,8 +32,9 @@ def test_contradictions_are_made_from_real_sentences():
     assert contradict("Budesonide-formoterol was superior to terbutaline.", rng) in (
         ("Budesonide-formoterol was inferior to terbutaline.", "direction"),
         ("Budesonide-formoterol was not superior to terbutaline.", "negation-added"))
-    assert contradict("Obesity was not associated with asthma control.", random.Random(1))[0] in (
-        "Obesity was associated with asthma control.", "Obesity was not associated with asthma control.")
+    for seed in range(5):  # whatever the draw, the negation goes: an unchanged sentence is never a contradiction
+        assert contradict("Obesity was not associated with asthma control.", random.Random(seed)) == (
+            "Obesity was associated with asthma control.", "negation-removed")
     assert contradict("We failed to find an association.", rng) == ("We managed to find an association.",
                                                                     "negation-removed")
 

@@ -101,8 +101,8 @@ def test_same_verdicts_with_stored_sentences_and_on_either_runtime(embedder, syg
     settings = VerifySettings()
     cache = str(tmp_path / "cache")
     path = str(verifier_path(settings))
-    torch_model, onnx_model = scoring_model(path, "torch", cache), scoring_model(path, "onnx", cache)
-    assert getattr(onnx_model, "backend", "") == "onnx" and (tmp_path / "cache" / "onnx").is_dir()
+    (torch_model, _), (onnx_model, warning) = scoring_model(path, "torch", cache), scoring_model(path, "onnx", cache)
+    assert getattr(onnx_model, "backend", "") == "onnx" and (tmp_path / "cache" / "onnx").is_dir() and warning == ""
     claims = [NONINFERIOR, LOWER, UNRELATED]
     runs = [SupportScorer(embedder, settings, model=torch_model).score_pairs([(c, sygma) for c in claims]),
             SupportScorer(embedder, settings, model=torch_model, sentences=index.sentences)

@@ -11,12 +11,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ingest.index import list_indexes
-from tests.conftest import ROOT, XML
+from tests.conftest import FLAGSHIP, ROOT, XML
 from tests.ui.test_app import texts, ui_env  # noqa: F401 - ui_env: the fixture used below
 from ui import first_run
 from ui.examples import EXAMPLES
-
-FLAGSHIP = "Does as-needed budesonide-formoterol reduce severe exacerbations in mild asthma?"
 
 
 def test_the_app_and_the_makefile_build_the_same_sample_files():

@@ -281,11 +281,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``pubmed-rag check``: a verdict (supported / contradicted / not enough information) per cited PMID."""
     from functools import partial
 
-    from ingest.embedder import load_embedder
     from ingest.entrez import fetch_pmids
-    from ingest.index import UnknownIndexError, open_index
-    from rag.check import check_claims, parse_claims
-    from rag.verify import SupportScorer
+    from ingest.index import UnknownIndexError
+    from rag.check import check_claims, open_checker, parse_claims
 
     settings = _settings(args)
     claims = parse_claims(args.file.read_text(encoding="utf-8")) if args.file else []
@@ -298,15 +296,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("error: no claim citing a PMID found; give --claim/--pmid or --file", file=sys.stderr)
         return 2
     try:
-        index = open_index(settings, args.index)
-        scorer = SupportScorer(load_embedder(index.embedding_model, index.max_tokens, settings.embedding.backend,
-                                             settings.paths.cache_dir, settings.allow_network), settings.verify,
-                               cache_dir=settings.paths.cache_dir, sentences=index.sentences)
+        index, scorer = open_checker(settings, args.index)
     except (UnknownIndexError, RuntimeError) as exc:  # RuntimeError: VerifierError names the cosine fallback
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
     fetch = partial(fetch_pmids, settings=settings.ncbi) if settings.allow_network else None
     checks = check_claims(claims, index, scorer, fetch)
+    for warning in scorer.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps([c.model_dump() for c in checks], indent=2, ensure_ascii=False))
         return 0
@@ -349,6 +346,8 @@ def cmd_case(args: argparse.Namespace) -> int:
     except (UnknownIndexError, CaseError, RuntimeError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(report.model_dump_json(indent=2))
     else:

@@ -23,10 +23,11 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
     p.add_argument("task", choices=sorted(TASKS))
     p.add_argument("--data", type=Path, default=SHARED, help=f"shared data folder (default: {SHARED})")
     p.add_argument("--out", type=Path, help="output folder, new or holding this task's interrupted run (default: "
-                   "models/<task>-<date-time>; the shipped models/<task> is never written by default)")
+                   "models/<task>-<date-time> under the working directory; the shipped pubmed_rag/models/<task> is never "
+                   "written by default)")
     p.add_argument("--replace-shipped", dest="replace_shipped", action="store_true",
-                   help="write into the shipped models/<task> (replacing it): only after comparing a run in a new "
-                   "folder with it")
+                   help="write into the shipped pubmed_rag/models/<task> (replacing it): only after comparing a run in a "
+                   "new folder with it")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     # None: the task's own default (TrainConfig for the cross-encoders, GeneratorTrainConfig for the generator).
     p.add_argument("--epochs", type=int)
@@ -39,7 +40,6 @@ def add_parser(sub: argparse._SubParsersAction, add_common_flags: Callable[[argp
     p.add_argument("--limit", type=int, default=0,
                    help="a tiny slice that checks the command in seconds: at most N pairs per data source "
                    "(verifier), the first N questions (reranker), N examples (generator)")
-    p.add_argument("--threads", type=int, help="torch threads (0 = torch's default; results depend on it)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false",
                    help="skip scoring the held-out split after training")
     g = p.add_argument_group("generator")
@@ -60,7 +60,7 @@ def _given(args: argparse.Namespace, *names: str) -> dict:
 
 def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run ``pubmed-rag train <task>``; prints what was trained, where, and how long it took."""
-    from rag.training import MODELS, TASKS, TrainConfig
+    from rag.training import MODELS, RUNS, TASKS, TrainConfig
     from rag.training.generator import GeneratorTrainConfig
     from rag.training.verifier import VERIFIER_CONFIG
 
@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int
         print(f"error: data folder {args.data} not found (give --data)", file=sys.stderr)
         return 1
     shipped = MODELS / args.task
-    out = shipped if args.replace_shipped else args.out or MODELS / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = shipped if args.replace_shipped else args.out or RUNS / f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.replace_shipped and args.out and args.out.resolve() != shipped.resolve():
         print(f"error: --replace-shipped writes {shipped}; drop --out {args.out}", file=sys.stderr)
         return 2
@@ -79,7 +79,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int
     command = "pubmed-rag " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["train"] else \
         f"pubmed-rag train {args.task} --seed {args.seed}"
     common = dict(seed=args.seed, limit=args.limit, **_given(args, "epochs", "batch_size", "learning_rate",
-                                                            "max_length", "threads"))
+                                                            "max_length"))
+    if getattr(args, "set:threads", None):  # the `threads` setting; unset: the task's own default (results depend on it)
+        common["threads"] = getattr(args, "set:threads")
     try:
         if args.task == "generator":
             settings = settings or Settings.load()

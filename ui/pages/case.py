@@ -20,6 +20,9 @@ CATEGORIES = [("known condition", "Known conditions"), ("active finding", "Activ
 
 
 def examples() -> dict[str, str]:
+    """Three TREC topics from the checkout's data/cases (an installed wheel has no data folder: no examples)."""
+    if not EXAMPLES_FILE.is_file():
+        return {}
     with open(EXAMPLES_FILE, encoding="utf-8", newline="") as fh:
         rows = [row[0] for row in csv.reader(fh) if row]
     return {label: rows[topic - 1] for topic, label in EXAMPLE_TOPICS.items()}
@@ -30,11 +33,11 @@ st.caption("Paste a de-identified patient case. Identifiers that slipped through
            "addresses, phone numbers) are removed on this machine before anything else; the case is never written "
            "to disk, logged or sent anywhere. " + DISCLAIMER)
 index = index_picker("case_index")
-st.write("Examples (TREC Clinical Decision Support 2014 topics):")
-cols = st.columns(len(EXAMPLE_TOPICS))
-for col, (label, text) in zip(cols, examples().items(), strict=True):
-    if col.button(label, key=f"example_{label}"):
-        st.session_state["case_text"] = text
+if shown := examples():
+    st.write("Examples (TREC Clinical Decision Support 2014 topics):")
+    for col, (label, text) in zip(st.columns(len(shown)), shown.items(), strict=True):
+        if col.button(label, key=f"example_{label}"):
+            st.session_state["case_text"] = text
 text = st.text_area("Case", key="case_text", height=180,
                     placeholder="A 58-year-old woman presents with episodic chest pain radiating to the back ...")
 
@@ -56,6 +59,8 @@ if st.button("Analyse", type="primary", disabled=index is None) and index:
 report = st.session_state.get("case_report")
 if report is not None:
     st.info(report.notice)
+    for warning in report.warnings:
+        st.warning(warning, icon=":material/warning:")
     if report.redactions:
         st.warning("Removed before analysis: " + ", ".join(f"{n} × {md_escape(k)}"
                                                             for k, n in redaction_counts(report).items()))

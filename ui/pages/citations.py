@@ -37,8 +37,11 @@ if st.button("Check", type="primary", disabled=index is None) and index:
     checks = check_claims(claims, loaded, support)
     records = loaded.store.get_many([r.pmid for c in checks for r in c.results if r.indexed])
     st.session_state["checks"] = checks
+    st.session_state["check_warnings"] = support.warnings
     st.session_state["check_abstracts"] = {p: r.abstract or r.title for p, r in records.items()}
 
+for warning in st.session_state.get("check_warnings", []):
+    st.warning(warning, icon=":material/warning:")
 abstracts = st.session_state.get("check_abstracts", {})
 for check in st.session_state.get("checks", []):
     with st.container(border=True):
