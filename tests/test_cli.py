@@ -268,6 +268,12 @@ def test_case_markdown_from_a_file_and_errors(small_index_dir, generator_cache, 
     out = capsys.readouterr()
     assert out.out.startswith("# Case analysis") and "## Problem list" in out.out and "- Fever — “fever”" in out.out
     assert "Pennington" not in out.out + out.err and "<script>" not in out.out and "&lt;script&gt;" in out.out
+    # A fallback (here reranking off: its weights are missing) is said on the terminal and in the report.
+    (tmp_path / "empty-reranker").mkdir()
+    assert main(["case", str(case), "--markdown", *common, "--retrieval.reranker", str(tmp_path / "empty-reranker")]) == 0
+    out = capsys.readouterr()
+    assert "warning: reranking is off, the ranking is unchanged: reranker weights not found" in out.err
+    assert "**Warning:** reranking is off" in out.out
     case.write_text("   ")
     assert main(["case", str(case), *common]) == 1
     assert "error: the case is empty" in capsys.readouterr().err

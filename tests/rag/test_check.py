@@ -73,3 +73,24 @@ def test_check_fetches_unindexed_pmids_only_when_allowed(settings, embedder, tmp
         result = json.loads(online.stdout)[0]["results"][0]
         assert result["fetched"] and not result["indexed"] and result["score"] is not None
         assert [p["id"] for e, p in server.requests] == ["41576520"]
+
+
+def test_check_cli_says_when_the_verifier_falls_back_to_pytorch(small_index_dir, monkeypatch, capsys):
+    import rag.onnx_cross_encoder
+    from ingest.onnx_embedder import OnnxUnavailable
+    from rag.verify import scoring_model
+
+    def failed_export(*args, **kwargs):
+        raise OnnxUnavailable("exporting the verifier to ONNX failed (RuntimeError: test)")
+
+    monkeypatch.setattr(rag.onnx_cross_encoder, "load_onnx", failed_export)
+    scoring_model.cache_clear()
+    try:
+        code = main(["check", "--claim", CLAIM, "--pmid", "29768149", "--index", "small", "--paths.index_dir",
+                     str(small_index_dir), "--json"])
+        out = capsys.readouterr()
+        assert code == 0 and json.loads(out.out)[0]["results"][0]["verdict"] == "contradicted"
+        assert out.err.strip() == ("warning: the verifier runs on PyTorch, slower: exporting the verifier to ONNX "
+                                   "failed (RuntimeError: test)")
+    finally:
+        scoring_model.cache_clear()

@@ -103,11 +103,13 @@ def test_missing_or_corrupt_weights_keep_the_previous_ranking_with_a_warning(dam
     assert len(warnings) == 1  # once per retriever, not per question
     assert str(weights) in warnings[0] and "pubmed-rag train reranker" in warnings[0]
     assert ("not found" if damage == "missing" else "corrupted") in warnings[0]
+    assert broken.warnings == warnings and plain.warnings == []  # what answers carry to the user
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         extractor = finding_extractor(AnswerSettings(sentence_scorer="reranker", reranker_model=str(folder)), embedder)
     assert isinstance(extractor.scorer, CosineSentenceScorer) and extractor.min_relevance == 0.4
     assert "pubmed-rag train reranker" in caplog.records[-1].getMessage()
+    assert extractor.warnings == [caplog.records[-1].getMessage()]
 
 
 @needs_data

@@ -177,6 +177,32 @@ def test_case_page_analyses_an_example_case(ui_env):
     assert "Pennington" not in at.session_state["case_report"].model_dump_json()
 
 
+def test_citations_page_says_when_the_verifier_falls_back_to_pytorch(ui_env, monkeypatch):
+    import rag.onnx_cross_encoder
+    from ingest.onnx_embedder import OnnxUnavailable
+    from rag.verify import scoring_model
+
+    def failed_export(*args, **kwargs):
+        raise OnnxUnavailable("exporting the verifier to ONNX failed (RuntimeError: test)")
+
+    monkeypatch.setattr(rag.onnx_cross_encoder, "load_onnx", failed_export)
+    monkeypatch.setenv("PUBMED_RAG_VERIFY__CANDIDATES", "4")  # settings of their own: not the cached scorer
+    scoring_model.cache_clear()
+    try:
+        at = AppTest.from_file(str(PAGES / "citations.py"), default_timeout=300)
+        at.run()
+        at.text_input(key="cite_claim").input("As-needed budesonide-formoterol was noninferior to budesonide "
+                                              "maintenance")
+        at.text_input(key="cite_pmids").input("29768149")
+        at.button[0].click().run()
+        assert not at.exception
+        assert [w.value for w in at.warning] == [
+            "the verifier runs on PyTorch, slower: exporting the verifier to ONNX failed (RuntimeError: test)"]
+        assert ":red-badge[contradicted p=" in texts(at)  # the same verdict, from the PyTorch model
+    finally:
+        scoring_model.cache_clear()  # later tests get the ONNX model again
+
+
 def test_citations_page_refuses_typed_pmids_that_are_not_numbers(ui_env):
     at = AppTest.from_file(str(PAGES / "citations.py"), default_timeout=120)
     at.run()
