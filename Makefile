@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_HUB_DISABLE_PROGRESS_BARS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test sample-index lint bench clean chromium
+.PHONY: demo test sample-index lint bench clean chromium iproute2
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# The two-node Ray test makes network namespaces and a veth pair with `ip` (as root; skipped otherwise).
+iproute2:
+	@test -x /usr/sbin/ip || test -x /usr/bin/ip || [ "$$(id -u)" != 0 ] || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null)
+
 # The sample's data files in name order; ui/first_run.py (the app's first-run build) reads the same list.
 SAMPLE_FILES := $(sort $(wildcard data/sample/*.jsonl.gz data/sample/*.xml data/sample/*.xml.gz))
 
@@ -37,7 +42,7 @@ demo: $(STAMP)
 	$(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $${PORT:-8501} \
 		--server.headless true --browser.gatherUsageStats false
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium iproute2
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

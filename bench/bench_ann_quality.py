@@ -60,7 +60,7 @@ def main() -> None:
         built[kind] = {"resolved": summary.type, "seconds": round(summary.seconds, 1),
                        **{k: v for k, v in index.manifest["index"].items() if k in ("nlist", "nprobe", "pq_m",
                                                                                     "refine", "hnsw_m", "ef_search")}}
-        retrievers[kind] = IndexRetriever(index, embedder, base.retrieval)
+        retrievers[kind] = IndexRetriever(index, embedder, base.retrieval, cache_dir=base.paths.cache_dir)
         print(kind, built[kind], flush=True)
     indexed = set(retrievers["flat"].index.store.all_pmids())
     files = sorted((SHARED / "bioasq").glob("Task*/*_golden.json"))
@@ -88,7 +88,8 @@ def main() -> None:
     if args.max_df:  # BM25 bounded by document frequency (retrieval.bm25_max_df), on the flat copy
         flat_index = retrievers["flat"].index
         variants = {(v, mode): IndexRetriever(flat_index, embedder, base.retrieval.model_copy(
-            update={"bm25_max_df": v})) for v in [1.0, *map(float, args.max_df.split(","))] for mode in ("bm25", "hybrid")}
+            update={"bm25_max_df": v}), cache_dir=base.paths.cache_dir)
+            for v in [1.0, *map(float, args.max_df.split(","))] for mode in ("bm25", "hybrid")}
         got = {key: [] for key in variants}
         for q in questions:
             for (v, mode), retriever in variants.items():

@@ -60,7 +60,7 @@ def main() -> None:
 def tune_prf(asker: Asker, tune_q, report_q) -> None:
     def run(questions, docs: int, weight: float) -> dict[str, float]:
         settings = asker.settings.retrieval.model_copy(update={"prf_docs": docs, "prf_weight": weight})
-        retriever = IndexRetriever(asker.index, asker.embedder, settings)
+        retriever = IndexRetriever(asker.index, asker.embedder, settings, cache_dir=asker.settings.paths.cache_dir)
         return retrieval_metrics([[h.pmid for h in retriever.rank(q.text, 20)] for q in questions],
                                  [q.gold for q in questions])
 

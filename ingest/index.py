@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -188,6 +189,12 @@ def open_index(settings: Settings, name: str | None = None) -> LoadedIndex:
                        search=search_overrides(settings.index), exact_below=settings.index.exact_below)
 
 
+# Versions this process has open. flock keeps two opens of one file in one process apart on local filesystems, but
+# where it is emulated with POSIX locks (NFS) a process's own exclusive lock would succeed over its own leases.
+_HELD: dict[Path, int] = {}
+_HELD_LOCK = threading.Lock()
+
+
 def _lease(folder: Path) -> IO[bytes] | None:
     """A reader's shared lock on a version (its manifest file), or None when the version is gone."""
     try:
@@ -198,12 +205,28 @@ def _lease(folder: Path) -> IO[bytes] | None:
     if not (folder / MANIFEST_FILE).exists():  # pruned before the lock was granted
         handle.close()
         return None
+    with _HELD_LOCK:
+        _HELD[folder.resolve()] = _HELD.get(folder.resolve(), 0) + 1
     return handle
+
+
+def _release(folder: Path, handle: IO[bytes]) -> None:
+    handle.close()
+    with _HELD_LOCK:
+        left = _HELD.get(folder.resolve(), 1) - 1
+        if left > 0:
+            _HELD[folder.resolve()] = left
+        else:
+            _HELD.pop(folder.resolve(), None)
 
 
 @contextmanager
 def _exclusive(folder: Path) -> Iterator[bool]:
     """Whether no reader holds ``folder`` (then held exclusively for the block, so no reader opens it meanwhile)."""
+    with _HELD_LOCK:
+        if folder.resolve() in _HELD:  # open in this process
+            yield False
+            return
     try:
         handle = open(folder / MANIFEST_FILE, "rb")
     except FileNotFoundError:
@@ -233,17 +256,29 @@ class LoadedIndex:
                 break
         else:
             raise RuntimeError(f"index {name!r}: the served version kept changing while it was being opened; try again")
-        self.manifest = read_manifest(self.folder)
-        self.store = open_store(self.folder, self.manifest)
-        self.vectors = open_vectors(self.folder, self.manifest, exact_below=exact_below)
+        try:
+            self.manifest = read_manifest(self.folder)
+            self.store = open_store(self.folder, self.manifest)
+            self.vectors = open_vectors(self.folder, self.manifest, exact_below=exact_below)
+        except BaseException:
+            self._drop_lease()
+            raise
         self.vectors.search_overrides = {k: v for k, v in (search or {}).items() if v}
 
     def close(self) -> None:
         """Close the store and give up the lease: the version may be pruned at the next publish."""
         self.store.close()
+        self._drop_lease()
+
+    def _drop_lease(self) -> None:
         if self._lease is not None:
-            self._lease.close()
+            _release(self.folder, self._lease)
             self._lease = None
+
+    def __del__(self) -> None:  # a reader dropped without close(): the version may be pruned again
+        lease = getattr(self, "_lease", None)
+        if lease is not None:
+            _release(self.folder, lease)
 
     @cached_property
     def chunk_pmids(self) -> ChunkPmids:

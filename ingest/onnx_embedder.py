@@ -197,7 +197,10 @@ def read_export(folder: Path) -> dict | None:
         check = json.loads(check_file.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         check = {}
-    if not isinstance(check, dict) or check.get("sha256") != sha256_file(model_file):
+    if not isinstance(check, dict) or "sha256" not in check:  # an export from before checksums were recorded
+        log.info("the cached ONNX model %s has no recorded checksum; exporting it again", model_file)
+        return None
+    if check["sha256"] != sha256_file(model_file):
         log.warning("the cached ONNX model %s does not match the checksum in %s; exporting it again", model_file,
                     check_file)
         return None

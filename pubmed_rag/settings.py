@@ -295,7 +295,7 @@ class Settings(BaseSettings):
     app: AppSettings = Field(default_factory=AppSettings)
     threads: int = Field(
         0, ge=0, description="CPU threads for torch and FAISS in this process (0 = all cores), set once when the "
-        "process first loads an index or a model (pubmed_rag.threads); small calls run on one thread regardless. "
+        "process first opens or builds an index (pubmed_rag.threads); small calls run on one thread regardless. "
         "For `train`: torch's threads for the run (0 = the task's own default; results depend on it).")
     allow_network: bool = Field(
         False, description="Allow network access: fetching PMIDs that are not indexed (citation checker) from NCBI, and "

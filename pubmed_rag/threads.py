@@ -10,8 +10,8 @@ its own way and without a global switch:
 
 - ONNX Runtime (embedder, verifier): a second session opened with one thread, chosen inside :func:`few_threads`
   (:func:`one_thread_requested`);
-- FAISS: the search runs on a pool thread whose OpenMP thread count (a per-thread setting in OpenMP) was set to one
-  when the thread started (:func:`single_thread_pool`);
+- FAISS: searches run on pool threads whose OpenMP thread count (a per-thread setting in OpenMP) was set when the
+  thread started: one for single queries over small indexes, else the configured count (:func:`search_pool`);
 - PyTorch (the fallback backend, the reranker): the process's threads; its thread count is process-wide, and
   changing it per call would change it under concurrent callers.
 """
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 _ONE_THREAD: ContextVar[bool] = ContextVar("pubmed_rag_one_thread", default=False)
 _LOCK = threading.Lock()
 _CONFIGURED: int | None = None
-_POOL: ThreadPoolExecutor | None = None
+_POOLS: dict[bool, ThreadPoolExecutor] = {}
+POOL_PREFIX = "faiss-"
 
 
 def configure(threads: int = 0) -> int:
@@ -62,20 +63,28 @@ def configured_threads() -> int | None:
     return _CONFIGURED
 
 
-def _one_openmp_thread() -> None:
+def _openmp_threads(n: int) -> None:
     import faiss
 
-    faiss.omp_set_num_threads(1)  # OpenMP's thread count is per thread: this pool thread's, for its lifetime
+    faiss.omp_set_num_threads(n)  # OpenMP's thread count is per thread: this pool thread's, for its lifetime
 
 
-def single_thread_pool() -> ThreadPoolExecutor:
-    """A pool (one worker per core) whose threads run FAISS on one OpenMP thread each, for single-query searches."""
-    global _POOL
+def search_pool(single: bool) -> ThreadPoolExecutor:
+    """A pool (one worker per core) whose threads run FAISS on one OpenMP thread each (``single``: single-query
+    searches of small indexes) or on the process's configured count. OpenMP's count is a per-thread setting, so a
+    search run in the caller's own thread (a web request's, a build's) would use whatever that thread last set."""
     with _LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="faiss-1",
-                                       initializer=_one_openmp_thread)
-        return _POOL
+        if single not in _POOLS:
+            threads = 1 if single else (_CONFIGURED or os.cpu_count() or 1)
+            _POOLS[single] = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                                thread_name_prefix=f"{POOL_PREFIX}{threads}",
+                                                initializer=_openmp_threads, initargs=(threads,))
+        return _POOLS[single]
+
+
+def in_search_pool() -> bool:
+    """Whether the caller already runs on a :func:`search_pool` thread."""
+    return threading.current_thread().name.startswith(POOL_PREFIX)
 
 
 @contextmanager

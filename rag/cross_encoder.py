@@ -17,13 +17,14 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pubmed_rag.checksums import checksum_problem, file_checksums, sha256_file
-from pubmed_rag.settings import PathSettings
+from pubmed_rag.settings import Settings
 
 log = logging.getLogger(__name__)
 TRAINED_FILE = "trained.safetensors"
@@ -133,7 +134,7 @@ def rebuilt_model(folder: Path, cache_dir: str | Path | None = None, error: type
     damaged copy is rebuilt."""
     from safetensors.numpy import save_file
 
-    cache_dir = Path(cache_dir if cache_dir is not None else PathSettings().cache_dir).expanduser()
+    cache_dir = Path(cache_dir if cache_dir is not None else Settings.load().paths.cache_dir).expanduser()
     trained = sha256_file(folder / TRAINED_FILE)
     target = cache_dir / "models" / f"{folder.name}-{trained[:16]}"
     problem = _rebuilt_problem(target, trained)
@@ -151,8 +152,12 @@ def rebuilt_model(folder: Path, cache_dir: str | Path | None = None, error: type
         record = {"source": str(folder), "trained_sha256": trained, "files": file_checksums(tmp)}
         (tmp / REBUILT_RECORD).write_text(json.dumps(record, indent=1), encoding="utf-8")
         os.chmod(tmp, 0o755)  # mkdtemp's 0700 would keep the cache from other users
-        if target.exists():
-            shutil.rmtree(target)
+        if not _rebuilt_problem(target, trained):  # another thread or process published it meanwhile: in use
+            return target
+        if target.exists():  # damaged: moved aside first, so that no one ever loads a half-removed folder
+            aside = target.with_name(f".{target.name}.damaged-{os.getpid()}-{threading.get_ident()}")
+            os.replace(target, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         try:
             os.replace(tmp, target)
         except OSError:  # another process published the same model first: use it if it is whole
@@ -189,7 +194,14 @@ def load_cross_encoder(path: str | Path, *, what: str, remedy: str, error: type[
     path = Path(path) if Path(path).is_dir() else path
     try:
         if isinstance(path, Path) and (path / TRAINED_FILE).is_file():
-            path = rebuilt_model(path, cache_dir, error)
+            try:
+                path = rebuilt_model(path, cache_dir, error)
+            except OSError as exc:  # the cache cannot be written: rebuild for this load only
+                log.warning("cannot keep the rebuilt %s in the cache (%s); rebuilding it for this run", what, exc)
+                with tempfile.TemporaryDirectory(prefix="pubmed-rag-model-") as tmp:
+                    folder = rebuilt_model(path, tmp, error)
+                    return CrossEncoder(str(folder), device="cpu", local_files_only=True,
+                                        model_kwargs={"dtype": torch.float32})
         return CrossEncoder(str(path), device="cpu", local_files_only=isinstance(path, Path),
                             model_kwargs={"dtype": torch.float32})
     except error:

@@ -32,7 +32,7 @@ from pubmed_rag.checksums import sha256_file
 from pubmed_rag.lru import LRUCache
 from pubmed_rag.paths import MODELS
 from pubmed_rag.sentences import evidence_sentences
-from pubmed_rag.settings import PathSettings, VerifySettings
+from pubmed_rag.settings import Settings, VerifySettings
 from pubmed_rag.threads import few_threads
 from rag.agreement import disagreement
 from rag.citations import strip_markers
@@ -45,8 +45,9 @@ Verdict = Literal["supported", "weak", "unsupported"]  # the similarity-only ver
 SHIPPED = MODELS / "verifier"
 FALLBACK = "verify.scorer cosine (PUBMED_RAG_VERIFY__SCORER=cosine)"
 REMEDY = f"Rebuild them with `pubmed-rag train verifier`, or use {FALLBACK}."
-# Up to this many texts (or pairs) are embedded or verified on one thread (pubmed_rag.threads): one thread costs
-# little when the machine is idle and much less than two when it is busy.
+# Up to this many texts are embedded on one thread where the runtime can do that for the call alone (ONNX Runtime's
+# one-thread session, pubmed_rag.threads): one thread costs little when the machine is idle and much less than two
+# when it is busy.
 SMALL_CALL = 512
 
 
@@ -132,7 +133,7 @@ class SupportScorer:
         self.model = model
         self._warnings: list[str] = []
         if model is None and settings.scorer == "verifier":
-            cache = cache_dir if cache_dir is not None else PathSettings().cache_dir
+            cache = cache_dir if cache_dir is not None else Settings.load().paths.cache_dir
             self.model, warning = scoring_model(str(verifier_path(settings)), settings.backend, str(cache))
             self._warnings += [warning] if warning else []
 
@@ -161,7 +162,8 @@ class SupportScorer:
                 vectors = np.asarray(self.embedder.encode(flat)).astype(np.float16).astype(np.float32)
             offsets = np.cumsum([0] + [len(sentences) for sentences in split])
             for n, (text, sentences) in enumerate(zip(todo, split, strict=True)):
-                found[text] = (sentences, vectors[offsets[n]:offsets[n + 1]])
+                # A copy: a view would keep the whole batch alive and the cache's byte count would not bound memory.
+                found[text] = (sentences, vectors[offsets[n]:offsets[n + 1]].copy())
                 self._texts.put(text, found[text])
         return found
 
@@ -170,7 +172,7 @@ class SupportScorer:
         todo = list(dict.fromkeys(c for c in claims if c not in found))
         if todo:
             with few_threads(len(todo), SMALL_CALL):
-                encoded = dict(zip(todo, self.embedder.encode(todo), strict=True))
+                encoded = dict(zip(todo, (v.copy() for v in self.embedder.encode(todo)), strict=True))
             found.update(encoded)
             self._claims.update(encoded.items())
         return np.stack([found[c] for c in claims])
@@ -238,7 +240,7 @@ class SupportScorer:
             # ONNX Runtime's threads do not spin while idle, so its multi-threaded session costs little on a busy
             # machine and halves a pair's time on an idle one (docs/evaluation.md).
             predicted = self.model.predict(todo, batch_size=16, show_progress_bar=False, convert_to_numpy=True)
-            computed = dict(zip(todo, np.asarray(predicted, dtype=np.float64), strict=True))
+            computed = dict(zip(todo, (row.copy() for row in np.asarray(predicted, dtype=np.float64)), strict=True))
             found.update(computed)
             self._pairs.update(computed.items())
         logits = np.stack([found[p] for p in pairs])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 from ingest.ann import IndexSpec, family, resolve_spec
 from ingest.ann.base import read
 from ingest.ann.ivf import train_sample
-from pubmed_rag.threads import single_thread_pool
+from pubmed_rag.threads import in_search_pool, search_pool
 
 SHARDS_DIR = "shards"
 DELETED_FILE = "deleted.npy"
@@ -228,12 +227,13 @@ class ShardedIndex:
         (a selective filter, many deletions) is repeated visiting 4x, 16x, 64x more of the index, and a filter
         that allows at most ``exact_below`` chunks is searched exactly over just those chunks.
 
-        Below ``SMALL_INDEX`` vectors the search runs on a pool thread with one OpenMP thread
-        (``pubmed_rag.threads``): a single query over a small index is memory-bound, and more threads cost more than
-        they give."""
-        if len(self) < SMALL_INDEX and not threading.current_thread().name.startswith("faiss-1"):
-            return single_thread_pool().submit(self._search, query, k, allowed, overrides).result()
-        return self._search(query, k, allowed, overrides)
+        The search runs on a pool thread whose OpenMP thread count was set when it started (``pubmed_rag.threads``):
+        one below ``SMALL_INDEX`` vectors (a single query over a small index is memory-bound, and more threads cost
+        more than they give), else the process's ``threads``."""
+        if in_search_pool():
+            return self._search(query, k, allowed, overrides)
+        pool = search_pool(single=len(self) < SMALL_INDEX)
+        return pool.submit(self._search, query, k, allowed, overrides).result()
 
     def _search(self, query: np.ndarray, k: int, allowed: np.ndarray | None,
                 overrides: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:

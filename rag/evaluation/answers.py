@@ -48,7 +48,7 @@ def evaluate_answers(asker, questions: list[dict], settings: Iterable[str] = ANS
             from rag.sentence_scorers import finding_extractor
 
             answer_settings = asker.settings.answer.model_copy(update={"sentence_scorer": SCORER_SETTINGS[s]})
-            extractors[s] = finding_extractor(answer_settings, asker.embedder)
+            extractors[s] = finding_extractor(answer_settings, asker.embedder, asker.settings.paths.cache_dir)
     from rag.generation import load_generator
 
     # Only the settings that name another generator load one here; the configured one loads when first used.

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -13,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pubmed_rag.checksums import file_checksums
+from pubmed_rag.checksums import file_checksums, sha256_file
 
 RUNS = Path("models")  # where a run goes by default: models/<task>-<date-time>, under the working directory
 
@@ -168,7 +167,7 @@ def ship(model: Any, out_dir: Path, card: str, metadata: dict[str, Any]) -> Path
     (out_dir / "README.md").write_text(card, encoding="utf-8")
     # The loader checks these checksums (every file it reads), so a damaged file is reported instead of silently
     # mis-scoring.
-    metadata = {**metadata, "sha256": hashlib.sha256((out_dir / TRAINED_FILE).read_bytes()).hexdigest(),
+    metadata = {**metadata, "sha256": sha256_file(out_dir / TRAINED_FILE),
                 "files": loader_checksums(out_dir)}
     (out_dir / "training.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out_dir

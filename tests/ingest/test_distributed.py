@@ -121,14 +121,30 @@ def _contents(settings: Settings, name: str) -> tuple[dict, dict[int, str], dict
     return {"records": records, "manifest": index.manifest["counts"]}, chunks, vectors
 
 
-def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
-    # Order matters across files: the 2026 baseline subset, its daily update, a JSONL slice, an efetch file, a
-    # DeleteCitation for its record, then that file again (the record comes back: only file order gives this).
+def ordered_files(tmp_path: Path) -> list[Path]:
+    """Files whose order matters: the 2026 baseline subset, its daily update, a JSONL slice, an efetch file, a
+    DeleteCitation for its record, then that file again (the record comes back: only file order gives this)."""
     delete = tmp_path / "delete.xml"
     delete.write_text('<PubmedArticleSet><DeleteCitation><PMID Version="1">27797938</PMID></DeleteCitation>'
                       "</PubmedArticleSet>", encoding="utf-8")
-    files = [XML / "pubmed26n1334.xml.gz", XML / "pubmed26n1335.xml.gz", _jsonl_slice(tmp_path, 20),
-             XML / "pubmed4.xml", delete, XML / "pubmed4.xml"]
+    return [XML / "pubmed26n1334.xml.gz", XML / "pubmed26n1335.xml.gz", _jsonl_slice(tmp_path, 20),
+            XML / "pubmed4.xml", delete, XML / "pubmed4.xml"]
+
+
+def assert_same_build(single: Settings, on_ray: Settings, name: str) -> None:
+    """The two builds hold the same records, chunk texts under the same ids and vectors, and nothing is left over."""
+    (a, a_chunks, a_vectors), (b, b_chunks, b_vectors) = _contents(single, name), _contents(on_ray, name)
+    assert a == b and len(a["records"]) == a["manifest"]["records"] > 40
+    assert a_chunks == b_chunks  # same texts under the same chunk ids
+    assert min(float(a_vectors[i] @ b_vectors[i]) for i in a_chunks) >= 0.9999
+    assert verify_index(on_ray.paths.index_dir, name).ok
+    # No shard is left behind in the published version or the staging area.
+    versions = on_ray.paths.index_dir / name / "versions"
+    assert not list(versions.glob(".tmp-*")) and not list(versions.rglob(".ray-*"))
+
+
+def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
+    files = ordered_files(tmp_path)
     single = _settings(tmp_path / "single")
     expected = ingest([FileSource(f) for f in files], "eq", single,
                       embedder=load_embedder("all-MiniLM-L6-v2", 256, "torch"))
@@ -137,16 +153,7 @@ def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
     fields = ("added", "replaced", "deleted", "unchanged", "skipped", "title_only", "chunks_embedded", "version")
     assert [getattr(summary, f) for f in fields] == [getattr(expected, f) for f in fields]
     assert (summary.added, summary.deleted, summary.version) == (82, 1, "v0001")
-
-    (a, a_chunks, a_vectors), (b, b_chunks, b_vectors) = _contents(single, "eq"), _contents(on_ray, "eq")
-    assert a == b and len(a["records"]) == a["manifest"]["records"] > 40
-    assert a_chunks == b_chunks  # same texts under the same chunk ids
-    cosines = [float(a_vectors[i] @ b_vectors[i]) for i in a_chunks]
-    assert min(cosines) >= 0.9999
-    assert verify_index(on_ray.paths.index_dir, "eq").ok
-    # No shard is left behind in the published version or the staging area.
-    versions = on_ray.paths.index_dir / "eq" / "versions"
-    assert not list(versions.glob(".tmp-*")) and not list(versions.rglob(".ray-*"))
+    assert_same_build(single, on_ray, "eq")
 
 
 def _embed_workers(head: psutil.Process) -> list[psutil.Process]:

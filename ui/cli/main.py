@@ -365,7 +365,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``pubmed-rag train <task>``: rebuild a shipped model (see ui/cli/train.py)."""
     from ui.cli.train import cmd_train as run
 
-    return run(args, _settings(args) if args.task == "generator" else None)
+    return run(args, _settings(args))
 
 
 COMMANDS = {"ingest": cmd_ingest, "index": cmd_index, "ask": cmd_ask, "check": cmd_check, "case": cmd_case,

@@ -80,11 +80,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings | None = None) -> int
         f"pubmed-rag train {args.task} --seed {args.seed}"
     common = dict(seed=args.seed, limit=args.limit, **_given(args, "epochs", "batch_size", "learning_rate",
                                                             "max_length"))
-    if getattr(args, "set:threads", None):  # the `threads` setting; unset: the task's own default (results depend on it)
-        common["threads"] = getattr(args, "set:threads")
+    settings = settings or Settings.load()
+    if settings.threads:  # the `threads` setting (--threads, PUBMED_RAG_THREADS); 0: the task's own default
+        common["threads"] = settings.threads
     try:
         if args.task == "generator":
-            settings = settings or Settings.load()
             config = GeneratorTrainConfig(**common, method=args.method, rank=args.rank, alpha=args.alpha)
             metadata = TASKS["generator"](data_dir=args.data, out_dir=out, config=config, settings=settings,
                                           index=args.index, examples_file=args.examples,

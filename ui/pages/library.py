@@ -52,7 +52,7 @@ if names:
         if types:
             st.bar_chart(pd.DataFrame({"records": list(types.values())[:12]}, index=list(types)[:12]),
                          horizontal=True)
-    loaded.store.close()
+    loaded.close()
 else:
     st.info(f"No index yet in {cfg.paths.index_dir}.")
 
