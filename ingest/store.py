@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pubmed_rag.lru import LRUCache
 from pubmed_rag.records import Chunk, Record
 from pubmed_rag.types import Filters
 
@@ -173,7 +174,8 @@ class RecordStore:
         self.conn = self._connect()
         self._local = threading.local()
         self._visible: tuple[int | None, np.ndarray] | None = None
-        self._df: dict[str, int] = {}
+        # Words users typed: bounded, as every distinct word would otherwise stay for the process's lifetime.
+        self._df: LRUCache[str, int] = LRUCache(100_000, 16 * 2**20, lambda word, n: len(word) + 100)
 
     def _new_schema(self) -> None:
         conn = sqlite3.connect(self.path)
@@ -280,8 +282,9 @@ class RecordStore:
 
     def document_frequencies(self, words: list[str]) -> dict[str, int]:
         """How many chunks hold each of ``words``, as the FTS5 index has the word (stemmed by the index's own
-        tokenizer, which a temporary FTS5 table applies to the words); counted once per word and remembered."""
-        todo = [w for w in dict.fromkeys(words) if w not in self._df]
+        tokenizer, which a temporary FTS5 table applies to the words); counted once per word and remembered (LRU)."""
+        found = self._df.get_many(words)
+        todo = [w for w in dict.fromkeys(words) if w not in found]
         if todo:
             conn = self.reader()
             if not getattr(self._local, "vocab", False):
@@ -294,8 +297,9 @@ class RecordStore:
             conn.execute("DELETE FROM temp.words")
             for i, word in enumerate(todo):
                 row = conn.execute("SELECT doc FROM temp.vocab WHERE term = ?", (stems.get(i, word),)).fetchone()
-                self._df[word] = int(row[0]) if row else 0
-        return {w: self._df[w] for w in words}
+                found[word] = int(row[0]) if row else 0
+                self._df.put(word, found[word])
+        return {w: found[w] for w in words}
 
     def filtered_chunk_ids(self, filters: Filters) -> np.ndarray:
         """The ids of the chunks whose records pass ``filters``."""
