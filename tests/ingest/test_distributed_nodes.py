@@ -59,6 +59,10 @@ def _why_not() -> str:
     if made.returncode != 0:
         return f"cannot create a network namespace here: {made.stderr.strip()}"
     _ip("netns", "del", probe, check=False)
+    pair = _ip("link", "add", f"pq{TAG}", "type", "veth", "peer", "name", f"pr{TAG}", check=False)
+    if pair.returncode != 0:
+        return f"cannot create a veth pair here: {pair.stderr.strip()}"
+    _ip("link", "del", f"pq{TAG}", check=False)
     return ""
 
 
