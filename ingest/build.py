@@ -13,136 +13,34 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from ingest.ann import IndexSpec
 from ingest.ann.sharded import ShardedIndex
+from ingest.apply import IngestSummary, Progress, Run, no_progress
 from ingest.chunking import Chunker
 from ingest.embedder import Embedder, load_embedder
 from ingest.index import IndexLayout
-from ingest.manifest import STORE_FILE, open_vectors, read_manifest, shared_store, verify_folder, write_manifest
+from ingest.manifest import (
+    STORE_FILE,
+    open_vectors,
+    read_manifest,
+    shard_number,
+    shared_store,
+    store_files,
+    verify_folder,
+    write_manifest,
+)
 from ingest.sentence_store import SENTENCES_FILE, SentenceStore
+from ingest.sharded_store import ShardedStore
 from ingest.sources import FileSource, RecordsSource, Source, detect_format
 from ingest.store import RecordStore, now, upgrade
-from pubmed_rag.records import Deletion, IngestError, Record
+from pubmed_rag.records import IngestError
 from pubmed_rag.settings import IndexSettings, Settings
 from pubmed_rag.threads import configure as configure_threads
 
 # The sources live in ingest.sources (ingest.distributed reads them too); callers have always imported them from here.
-__all__ = ["FileSource", "RecordsSource", "Source", "ingest"]
-
-
-class Progress(Protocol):
-    """Progress sink: ``stage`` names the work, ``advance`` how much more was done, ``total`` if known."""
-
-    def __call__(self, stage: str, advance: int, total: int | None = None) -> None: ...
-
-
-def no_progress(stage: str, advance: int, total: int | None = None) -> None:
-    return None
-
-
-@dataclass
-class IngestSummary:
-    """What one ingest run did."""
-
-    index: str
-    added: int = 0
-    replaced: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    title_only: int = 0
-    chunks_embedded: int = 0
-    sentence_texts: int = 0  # texts whose sentences and vectors were stored (ingest.sentence_vectors)
-    seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
-    version: str = ""
-
-    def line(self) -> str:
-        return (
-            f"index {self.index!r} {self.version}: {self.added} added, {self.replaced} replaced, "
-            f"{self.deleted} deleted, {self.unchanged} unchanged, {self.skipped} skipped "
-            f"({self.title_only} title-only, not embedded); {self.chunks_embedded} chunks embedded "
-            f"in {self.seconds:.1f} s"
-        )
-
-
-class _Run:
-    """Applies items to a staging copy of the index."""
-
-    FLUSH = 256
-
-    def __init__(self, store: RecordStore, vectors: ShardedIndex, embedder: Embedder, chunker: Chunker,
-                 batch_size: int, progress: Progress, summary: IngestSummary,
-                 sentences: SentenceStore | None = None) -> None:
-        self.store, self.vectors, self.embedder, self.chunker = store, vectors, embedder, chunker
-        self.batch_size, self.progress, self.summary = batch_size, progress, summary
-        self.sentences = sentences
-        self.pending: list[tuple[int, str]] = []
-        self.pending_texts: list[str] = []  # texts whose sentences are stored at the next flush
-
-    def apply(self, source: Source) -> None:
-        counts = dict.fromkeys(("added", "replaced", "deleted", "unchanged", "skipped"), 0)
-        prov = self.store.start_provenance(source.kind, source.name)
-        try:
-            for item in source.items():
-                if isinstance(item, Record):
-                    counts[self._record(item, prov)] += 1
-                elif isinstance(item, Deletion):
-                    for pmid in item.pmids:
-                        present, removed = self.store.delete(pmid, item.source or source.name)
-                        self.vectors.remove(removed)
-                        self.pending = [(i, t) for i, t in self.pending if i not in set(removed)]
-                        counts["deleted"] += int(present)
-                else:
-                    counts["skipped"] += 1
-                    self.summary.problems.append(f"{item.source}: {item.reason}")
-                self.progress("parse", 1)
-                if len(self.pending) >= self.FLUSH:
-                    self.flush()
-        finally:
-            self.flush()
-            self.store.finish_provenance(prov, counts)
-            self.store.commit()
-            for key, value in counts.items():
-                setattr(self.summary, key, getattr(self.summary, key) + value)
-
-    def _record(self, record: Record, prov: int) -> str:
-        content_hash = record.content_hash()
-        existing = self.store.hash_and_version(record.pmid)
-        self.store.link_source(record.pmid, prov)
-        if existing is not None:
-            old_hash, old_version = existing
-            if old_hash == content_hash or record.version < old_version:
-                return "unchanged"
-        removed = self.store.upsert(record, content_hash)
-        self.vectors.remove(removed)
-        if removed:
-            gone = set(removed)
-            self.pending = [(i, t) for i, t in self.pending if i not in gone]
-        if record.title_only:
-            self.summary.title_only += 1
-        for text, start, end in self.chunker.split(record):
-            self.pending.append((self.store.add_chunk(record.pmid, text, start, end), text))
-        if self.sentences is not None:
-            self.pending_texts.append(record.abstract or record.title)
-        return "added" if existing is None else "replaced"
-
-    def flush(self) -> None:
-        if self.sentences is not None and self.pending_texts:
-            self.summary.sentence_texts += self.sentences.add(self.pending_texts, self.embedder, self.batch_size)
-            self.pending_texts = []
-        if not self.pending:
-            return
-        ids = [i for i, _ in self.pending]
-        vectors = self.embedder.encode([t for _, t in self.pending], batch_size=self.batch_size)
-        self.vectors.add(ids, vectors)
-        self.summary.chunks_embedded += len(ids)
-        self.progress("embed", len(ids))
-        self.pending = []
+__all__ = ["FileSource", "IngestSummary", "Progress", "RecordsSource", "Source", "ingest", "no_progress"]
 
 
 def ingest(
@@ -186,9 +84,11 @@ def ingest(
                                           settings.allow_network)
         number = layout.next_number()
         base = open_shared_store(layout, previous, old_manifest)
+        shard_names = store_files(old_manifest) if old_manifest and shared_store(old_manifest) else [STORE_FILE]
         staging = layout.new_version()
-        work: Path | None = None  # the Ray build's shards (ingest.ray)
-        store: RecordStore | None = None
+        work: Path | None = None  # the Ray build's work folder (ingest.distributed)
+        new_shards: list[str] = []  # store shards the Ray build wrote, one per input file
+        store: ShardedStore | None = None
         sentences: SentenceStore | None = None
         try:
             if previous:
@@ -197,19 +97,25 @@ def ingest(
             else:
                 vectors = ShardedIndex.create(embedder.dimension, index_spec(settings.index),
                                               settings.index.flat_below, settings.index.exact_below)
-            if settings.ingest.ray:  # parse, chunk and embed on the cluster; applied below in file order
-                from ingest.distributed import PrecomputedChunker, applying, prepare
+            if settings.ingest.ray:  # every input file becomes a store shard on the cluster, resolved here
+                from ingest.distributed import build_shards
 
                 work = Path(settings.ingest.ray_work_dir or staging) / f".ray-{staging.name.removeprefix('.tmp-')}"
-                sources, embedder, chunks = prepare(sources, embedder, settings, work, progress)
-                progress = applying(progress)
-            chunker = Chunker(embedder, settings.embedding.chunk_overlap)
-            if settings.ingest.ray:
-                chunker = PrecomputedChunker(chunker, chunks)
-            store = RecordStore(layout.root / STORE_FILE, version=number)
+                built = build_shards(sources, embedder, settings, work, layout.root, number, shard_names, vectors,
+                                     summary, progress)
+                new_shards, sources = built.shards, built.rest
+                for problem in built.failures:
+                    if not allow_partial:
+                        raise IngestError(_not_published(problem, index, previous))
+                    summary.problems.append(f"{problem} The records read before the error were kept "
+                                            "(ingest.allow_partial).")
+                shard_names = shard_names + new_shards
+            store = ShardedStore([RecordStore(layout.root / name, version=number, shard=shard_number(name))
+                                  for name in shard_names])
             if settings.ingest.sentence_vectors and not settings.ingest.ray:
                 sentences = SentenceStore(layout.root / SENTENCES_FILE, model)
-            run = _Run(store, vectors, embedder, chunker, settings.embedding.batch_size, progress, summary, sentences)
+            run = Run(store, vectors, embedder, Chunker(embedder, settings.embedding.chunk_overlap),
+                      settings.embedding.batch_size, progress, summary, sentences)
             for source in sources:
                 try:
                     run.apply(source)
@@ -227,13 +133,14 @@ def ingest(
             if previous and not changed:
                 store.discard_after(base)  # the provenance of a run that changed nothing
                 store.close()
+                _remove_shards(layout, new_shards)
                 shutil.rmtree(staging)
                 summary.version = previous.name + " (unchanged)"
                 summary.seconds = time.perf_counter() - started
                 return summary
             old_store = (old_manifest or {}).get("store", {})
             store_section = {
-                "shared": True, "file": STORE_FILE, "version": number,
+                "shared": True, "file": shard_names[0], "shards": shard_names, "version": number,
                 "digest": (store.change_digest(old_store["digest"], number) if old_store.get("shared")
                            else store.digest()),
                 "changed": store.changed(number),
@@ -269,21 +176,22 @@ def ingest(
             shutil.rmtree(staging, ignore_errors=True)
             if work is not None:
                 shutil.rmtree(work, ignore_errors=True)
-            if store is not None:  # what this run committed is not published: take it back now, not next time
+            if store is not None:
                 store.close()
-                with contextlib.suppress(Exception):
-                    _discard(layout, base)
+            with contextlib.suppress(Exception):  # what this run committed is not published: take it back now
+                _discard(layout, base, shard_names)
+            _remove_shards(layout, new_shards)
             raise
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def open_shared_store(layout: IndexLayout, previous: Path | None, manifest: dict | None) -> int:
-    """Make ``indexes/<name>/store.sqlite`` ready for the next version; return the served version it extends.
+    """Make the index's store shards ready for the next version; return the served version they extend.
 
     An index whose served version has its own store (an earlier release) gets a converted copy of it, once: the
     one update that costs the index's size. Rows left by an update that was killed before it published are
-    removed."""
+    removed, and so are store shards that no version lists (a Ray build killed before it published)."""
     path = layout.root / STORE_FILE
     if previous is None or not shared_store(manifest):
         if previous is not None:  # upgrade: a copy, so the served version's own file stays as it is
@@ -298,17 +206,28 @@ def open_shared_store(layout: IndexLayout, previous: Path | None, manifest: dict
         base = 0
     else:
         base = int(manifest["store"]["version"])
-    if path.exists():
-        _discard(layout, base)
+    names = store_files(manifest) if manifest and shared_store(manifest) else [STORE_FILE]
+    _remove_shards(layout, [p.name for p in layout.root.glob("store-*.sqlite")
+                            if p.name not in layout.store_files_in_use()])
+    _discard(layout, base, names)
     return base
 
 
-def _discard(layout: IndexLayout, base: int) -> None:
-    store = RecordStore(layout.root / STORE_FILE, version=base)
-    try:
-        store.discard_after(base)
-    finally:
-        store.close()
+def _discard(layout: IndexLayout, base: int, names: list[str]) -> None:
+    for name in names:
+        if (layout.root / name).exists():
+            store = RecordStore(layout.root / name, version=base)
+            try:
+                store.discard_after(base)
+            finally:
+                store.close()
+
+
+def _remove_shards(layout: IndexLayout, names: list[str]) -> None:
+    """Delete store shard files (and their WAL) that no published version lists."""
+    for name in names:
+        for suffix in ("", "-wal", "-shm"):
+            (layout.root / (name + suffix)).unlink(missing_ok=True)
 
 
 def index_spec(settings: IndexSettings) -> IndexSpec:

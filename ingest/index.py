@@ -30,6 +30,8 @@ from ingest.manifest import (
     open_store,
     open_vectors,
     read_manifest,
+    shared_store,
+    store_files,
     verify_folder,
 )
 from ingest.sentence_store import SentenceStore
@@ -121,13 +123,31 @@ class IndexLayout:
             with _exclusive(old) as free:
                 if free:  # no reader holds it: removed while the lock keeps new readers waiting
                     shutil.rmtree(old, ignore_errors=True)
-        shared = self.root / STORE_FILE
-        if shared.exists():
-            store = RecordStore(shared, version=int(keep.name[1:]))
+        in_use = self.store_files_in_use()
+        for path in [self.root / STORE_FILE, *self.root.glob("store-*.sqlite")]:
+            if not path.exists():
+                continue
+            if path.name not in in_use:  # no kept version reads it any more (the index was re-sharded)
+                for suffix in ("", "-wal", "-shm"):
+                    path.with_name(path.name + suffix).unlink(missing_ok=True)
+                continue
+            store = RecordStore(path, version=int(keep.name[1:]))
             try:
                 store.purge(min(self._numbers(), default=int(keep.name[1:])))
             finally:
                 store.close()
+
+    def store_files_in_use(self) -> set[str]:
+        """The store shards some version on disk reads (by file name in the index folder)."""
+        names: set[str] = set()
+        for folder in self.versions.glob("v[0-9]*"):
+            try:
+                manifest = read_manifest(folder)
+            except (FileNotFoundError, ValueError):
+                continue
+            if shared_store(manifest):
+                names.update(store_files(manifest))
+        return names
 
     @contextmanager
     def lock(self) -> Iterator[None]:

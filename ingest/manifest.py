@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.ann.sharded import LEGACY_FILE, ShardedIndex
+from ingest.sharded_store import ShardedStore
 from ingest.store import RecordStore
 from pubmed_rag.checksums import sha256_file
 
@@ -18,6 +19,7 @@ from pubmed_rag.checksums import sha256_file
 SCHEMA_VERSION = 2
 SCHEMA_VERSIONS = (1, 2)
 STORE_FILE = "store.sqlite"
+SHARD_FILE = "store-{:05d}.sqlite"
 VECTORS_FILE = LEGACY_FILE
 MANIFEST_FILE = "manifest.json"
 
@@ -71,15 +73,37 @@ def shared_store(manifest: dict) -> bool:
     return bool(manifest.get("store", {}).get("shared"))
 
 
+def store_files(manifest: dict) -> list[str]:
+    """The store shards a version reads, by file name in the index folder, the write shard first (an index from
+    before store shards has one: ``store.sqlite``)."""
+    return list(manifest.get("store", {}).get("shards") or [STORE_FILE])
+
+
+def shard_number(name: str) -> int:
+    """The number of a store shard file: 0 for ``store.sqlite``, k for ``store-0000k.sqlite``."""
+    return 0 if name == STORE_FILE else int(name.removeprefix("store-").removesuffix(".sqlite"))
+
+
+def shard_file(number: int) -> str:
+    return STORE_FILE if number == 0 else SHARD_FILE.format(number)
+
+
 def store_path(folder: Path, manifest: dict) -> Path:
-    """The record store a version folder reads: ``indexes/<name>/store.sqlite``, or the folder's own file."""
-    return folder.parent.parent / STORE_FILE if shared_store(manifest) else folder / STORE_FILE
+    """The record store (its write shard) a version folder reads: in ``indexes/<name>/``, or the folder's own file."""
+    return store_paths(folder, manifest)[0]
 
 
-def open_store(folder: Path, manifest: dict) -> RecordStore:
+def store_paths(folder: Path, manifest: dict) -> list[Path]:
+    """Every store shard a version folder reads: ``indexes/<name>/store*.sqlite``, or the folder's own file."""
+    if not shared_store(manifest):
+        return [folder / STORE_FILE]
+    return [folder.parent.parent / name for name in store_files(manifest)]
+
+
+def open_store(folder: Path, manifest: dict) -> ShardedStore:
     """The version's records, read-only, exactly as that version holds them."""
     version = manifest["store"]["version"] if shared_store(manifest) else None
-    return RecordStore(store_path(folder, manifest), readonly=True, version=version)
+    return ShardedStore([RecordStore(path, readonly=True, version=version) for path in store_paths(folder, manifest)])
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -121,8 +145,9 @@ def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport
             report.problems.append(f"{name}: sha256 {actual[:12]}... != manifest {expected['sha256'][:12]}...")
     if report.problems:
         return report
-    if shared_store(manifest) and not store_path(folder, manifest).exists():
-        report.problems.append(f"{store_path(folder, manifest)}: the index's record store is missing")
+    missing = [p for p in store_paths(folder, manifest) if not p.exists()] if shared_store(manifest) else []
+    if missing:
+        report.problems.append(f"{missing[0]}: the index's record store is missing")
         return report
     prev_manifest = read_manifest(linked_from) if linked_from else None
     vectors = open_vectors(folder, manifest)
@@ -146,7 +171,7 @@ def verify_folder(folder: Path, linked_from: Path | None = None) -> VerifyReport
 COUNTED = ("records", "chunks", "deleted", "title_only", "retracted")
 
 
-def _check_whole(store: RecordStore, vectors: ShardedIndex, manifest: dict, report: VerifyReport) -> None:
+def _check_whole(store: ShardedStore, vectors: ShardedIndex, manifest: dict, report: VerifyReport) -> None:
     """Every count, and every chunk id against the vectors' ids: reads the whole version."""
     counts = store.counts()
     chunk_ids = np.fromiter(store.all_chunk_ids(), dtype=np.int64)  # sorted by SQL
@@ -160,7 +185,7 @@ def _check_whole(store: RecordStore, vectors: ShardedIndex, manifest: dict, repo
         report.problems.append("vectors: FAISS ids differ from the store's chunk ids")
 
 
-def _check_change(store: RecordStore, vectors: ShardedIndex, manifest: dict, previous: Path, prev_manifest: dict,
+def _check_change(store: ShardedStore, vectors: ShardedIndex, manifest: dict, previous: Path, prev_manifest: dict,
                   report: VerifyReport) -> None:
     """What an update changed, against the version it extends (itself verified when it was published): the counts
     moved by the rows this version added and closed, and the chunks it added and closed are exactly the vectors it
@@ -181,7 +206,7 @@ def _check_change(store: RecordStore, vectors: ShardedIndex, manifest: dict, pre
         report.problems.append("vectors: the chunks this version added or removed differ from its vectors' change")
 
 
-def _check_store_digest(store: RecordStore, manifest: dict, previous: dict | None, report: VerifyReport) -> None:
+def _check_store_digest(store: ShardedStore, manifest: dict, previous: dict | None, report: VerifyReport) -> None:
     """The store's rows against the manifest's digest: during an update, only the rows this version changed (carried
     forward from the previous version's digest); otherwise every row the version can see."""
     section = manifest["store"]

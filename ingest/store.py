@@ -21,9 +21,11 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from pubmed_rag import sqlite_memstatus
 from pubmed_rag.lru import LRUCache
 from pubmed_rag.records import Chunk, Record
 from pubmed_rag.types import Filters
@@ -39,6 +41,7 @@ DIGEST_COLUMNS = {
     "chunks": "chunk_id, pmid, text, start, end",
 }
 _DIGEST_MOD = 1 << 128
+SHARD_BITS = 40  # chunk ids of store shard k start above k << SHARD_BITS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -159,11 +162,12 @@ class RecordStore:
     (a writable store without one writes version 0). Read-only without one, it reads the rows still live, or a
     store written by an earlier release, which has no versions, as it is."""
 
-    def __init__(self, path: Path, readonly: bool = False, version: int | None = None) -> None:
+    def __init__(self, path: Path, readonly: bool = False, version: int | None = None, shard: int = 0) -> None:
+        sqlite_memstatus.disable()  # before the process's first connection (searches on parallel threads)
         self.path = Path(path)
         self.readonly = readonly
         if not readonly and not self.path.exists():
-            self._new_schema()
+            self._new_schema(shard)
         self.versioned = is_versioned(self.path)
         if not readonly and not self.versioned:
             raise ValueError(f"{self.path}: written by an earlier release; upgrade a copy of it first "
@@ -177,13 +181,16 @@ class RecordStore:
         # Words users typed: bounded, as every distinct word would otherwise stay for the process's lifetime.
         self._df: LRUCache[str, int] = LRUCache(100_000, 16 * 2**20, lambda word, n: len(word) + 100)
 
-    def _new_schema(self) -> None:
+    def _new_schema(self, shard: int = 0) -> None:
         conn = sqlite3.connect(self.path)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             with conn:
                 for statement in _schema_statements():
                     conn.execute(statement)
+                if shard and not conn.execute("SELECT 1 FROM sqlite_sequence WHERE name = 'chunks'").fetchone():
+                    # chunk ids are unique across an index's store shards: shard k numbers its chunks from k << 40
+                    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('chunks', ?)", (shard << SHARD_BITS,))
         finally:
             conn.close()
 
@@ -280,26 +287,74 @@ class RecordStore:
                 rows = [r for r in rows if not _contains(closed, r[0])][:limit]
         return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32))
 
+    def _vocab(self) -> sqlite3.Connection:
+        """This thread's reader with the vocabulary tables: the FTS index's terms per row and per instance, and a
+        scratch FTS5 table whose own vocabulary gives words as the index's tokenizer stems them."""
+        conn = self.reader()
+        if not getattr(self._local, "vocab", False):
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, chunks_fts, row)")
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.postings USING fts5vocab(main, chunks_fts, instance)")
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.words USING fts5(w, tokenize='porter unicode61')")
+            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.word_stems USING fts5vocab(temp, words, instance)")
+            self._local.vocab = True
+        return conn
+
+    def stems(self, words: list[str]) -> dict[str, list[str]]:
+        """Each word's terms as the FTS index holds them (the word itself when the tokenizer keeps nothing of it)."""
+        conn = self._vocab()
+        conn.executemany("INSERT INTO temp.words (rowid, w) VALUES (?, ?)", list(enumerate(words)))
+        found: dict[int, list[str]] = {}
+        for doc, term in conn.execute("SELECT doc, term FROM temp.word_stems ORDER BY doc, offset"):
+            found.setdefault(doc, []).append(term)
+        conn.execute("DELETE FROM temp.words")
+        return {word: found.get(i, [word]) for i, word in enumerate(words)}
+
+    def term_frequencies(self, terms: list[str]) -> dict[str, int]:
+        """How many FTS rows hold each (already stemmed) term."""
+        conn = self._vocab()
+        return {t: int((conn.execute("SELECT doc FROM temp.vocab WHERE term = ?", (t,)).fetchone() or (0,))[0])
+                for t in terms}
+
     def document_frequencies(self, words: list[str]) -> dict[str, int]:
         """How many chunks hold each of ``words``, as the FTS5 index has the word (stemmed by the index's own
-        tokenizer, which a temporary FTS5 table applies to the words); counted once per word and remembered (LRU)."""
+        tokenizer); counted once per word and remembered (LRU)."""
         found = self._df.get_many(words)
         todo = [w for w in dict.fromkeys(words) if w not in found]
         if todo:
-            conn = self.reader()
-            if not getattr(self._local, "vocab", False):
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, chunks_fts, row)")
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.words USING fts5(w, tokenize='porter unicode61')")
-                conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.word_stems USING fts5vocab(temp, words, instance)")
-                self._local.vocab = True
-            conn.executemany("INSERT INTO temp.words (rowid, w) VALUES (?, ?)", list(enumerate(todo)))
-            stems = dict(conn.execute("SELECT doc, term FROM temp.word_stems"))
-            conn.execute("DELETE FROM temp.words")
-            for i, word in enumerate(todo):
-                row = conn.execute("SELECT doc FROM temp.vocab WHERE term = ?", (stems.get(i, word),)).fetchone()
-                found[word] = int(row[0]) if row else 0
+            stems = self.stems(todo)
+            frequencies = self.term_frequencies([stems[w][0] for w in todo])
+            for word in todo:
+                found[word] = frequencies[stems[word][0]]
                 self._df.put(word, found[word])
         return {w: found[w] for w in words}
+
+    def fts_totals(self) -> tuple[int, int]:
+        """``(rows, tokens)`` of the FTS index, as bm25() reads them (its averages record)."""
+        row = self.reader().execute("SELECT block FROM chunks_fts_data WHERE id = 1").fetchone()
+        values = _varints(row[0]) if row else []
+        return (values[0], values[1]) if len(values) >= 2 else (0, 0)
+
+    def bm25_candidates(self, query: str, terms: list[str], limit: int,
+                        filters: Filters | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This shard's best ``limit`` chunks for an FTS5 ``query`` by its own ``bm25()``, with what scoring them
+        with other statistics needs: ``(chunk ids, count of each of the (stemmed) ``terms`` in each chunk (one row per
+        chunk), each chunk's length in tokens)``. A store shard's candidates are rescored with the whole index's
+        statistics (``ShardedStore.bm25``)."""
+        ids, _ = self.bm25(query, limit, filters)
+        counts = np.zeros((len(ids), len(terms)), dtype=np.float64)
+        lengths = np.zeros(len(ids), dtype=np.float64)
+        if not len(ids) or not terms:
+            return ids, counts, lengths
+        row = {int(i): n for n, i in enumerate(ids.tolist())}
+        column = {t: n for n, t in enumerate(terms)}
+        conn = self._vocab()
+        marks, docs = ",".join("?" * len(terms)), ",".join("?" * len(ids))
+        for doc, term, n in conn.execute(f"SELECT doc, term, COUNT(*) FROM temp.postings WHERE term IN ({marks}) "
+                                         f"AND doc IN ({docs}) GROUP BY doc, term", [*terms, *ids.tolist()]):
+            counts[row[doc], column[term]] = n
+        for doc, size in conn.execute(f"SELECT id, sz FROM chunks_fts_docsize WHERE id IN ({docs})", ids.tolist()):
+            lengths[row[doc]] = sum(_varints(size))
+        return ids, counts, lengths
 
     def filtered_chunk_ids(self, filters: Filters) -> np.ndarray:
         """The ids of the chunks whose records pass ``filters``."""
@@ -459,6 +514,14 @@ class RecordStore:
             self._close_rows("chunks", "pmid = ?", (pmid,))
         return ids
 
+    def close_pmid(self, pmid: str, sources: bool = False) -> list[int]:
+        """Take a PMID out of this shard (its live copy is elsewhere now, or deleted): its record, chunks and
+        deletion row, and with ``sources`` its source links; return the chunk ids removed."""
+        removed = self.remove_chunks(pmid)
+        for table in ("records", "deleted", *(("record_sources",) if sources else ())):
+            self._close_rows(table, "pmid = ?", (pmid,))
+        return removed
+
     def delete(self, pmid: str, source: str) -> tuple[bool, list[int]]:
         """Remove a record; return whether it was present and the chunk ids removed."""
         removed = self.remove_chunks(pmid)
@@ -539,6 +602,17 @@ class RecordStore:
         return {str(t): int(n) for t, n in rows}
 
 
+def _varints(blob: bytes) -> list[int]:
+    """SQLite's varints (7 bits a byte, high bit set on all but the last) as FTS5 writes its records."""
+    values, value = [], 0
+    for byte in blob:
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            values.append(value)
+            value = 0
+    return values
+
+
 def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:
     pos = int(np.searchsorted(sorted_ids, chunk_id))
     return pos < len(sorted_ids) and int(sorted_ids[pos]) == chunk_id
@@ -550,17 +624,20 @@ class ChunkPmids:
     Falls back to SQL lookups when a PMID is not a plain number (e.g. a JSONL corpus with other ids).
     """
 
-    def __init__(self, store: RecordStore, chunk_ids: np.ndarray | None = None, pmids: np.ndarray | None = None):
+    def __init__(self, store: Any, chunk_ids: np.ndarray | None = None, pmids: np.ndarray | None = None):
         self.store, self._ids, self._pmids = store, chunk_ids, pmids
 
     @classmethod
-    def read(cls, store: RecordStore) -> ChunkPmids:
-        rows = store.conn.execute("SELECT chunk_id, pmid FROM live_chunks ORDER BY chunk_id").fetchall()
+    def read(cls, store: Any) -> ChunkPmids:
+        """From a ``RecordStore`` or a ``ShardedStore`` (every shard's chunks)."""
+        rows = [row for shard in getattr(store, "shards", [store])
+                for row in shard.conn.execute("SELECT chunk_id, pmid FROM live_chunks ORDER BY chunk_id")]
         if not all(p.isdigit() and str(int(p)) == p for _, p in rows):
             return cls(store)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         pmids = np.fromiter((int(r[1]) for r in rows), dtype=np.int64, count=len(rows))
-        return cls(store, ids, pmids)
+        order = np.argsort(ids, kind="stable")
+        return cls(store, ids[order], pmids[order])
 
     def __call__(self, chunk_ids: Iterable[int]) -> dict[int, str]:
         if self._ids is None:

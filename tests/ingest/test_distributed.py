@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,13 +113,19 @@ def _jsonl_slice(tmp_path: Path, n: int) -> Path:
     return out
 
 
-def _contents(settings: Settings, name: str) -> tuple[dict, dict[int, str], dict[int, np.ndarray]]:
+def _contents(settings: Settings, name: str) -> tuple[dict, dict[tuple, str], dict[tuple, np.ndarray]]:
+    """An index's records, counts, deletions, and its chunks and vectors keyed by (PMID, start offset): chunk ids
+    differ between a sharded and a one-store build (shard k numbers its chunks from k << 40)."""
     index = LoadedIndex(settings.paths.index_dir, name)
     records = {r.pmid: r.content_hash() for r in index.store.iter_records()}
+    deleted = sorted(p for shard in index.store.shards
+                     for (p,) in shard.conn.execute("SELECT pmid FROM live_deleted"))
     chunk_ids = index.store.all_chunk_ids()
-    chunks = {i: c.text for i, c in index.store.chunks(chunk_ids).items()}
-    vectors = dict(zip(chunk_ids, index.vectors.vectors(chunk_ids), strict=True))
-    return {"records": records, "manifest": index.manifest["counts"]}, chunks, vectors
+    found = index.store.chunks(chunk_ids)
+    chunks = {(c.pmid, c.start): c.text for c in found.values()}
+    vectors = dict(zip(((found[i].pmid, found[i].start) for i in chunk_ids), index.vectors.vectors(chunk_ids),
+                       strict=True))
+    return {"records": records, "deleted": deleted, "manifest": index.manifest["counts"]}, chunks, vectors
 
 
 def ordered_files(tmp_path: Path) -> list[Path]:
@@ -131,16 +138,32 @@ def ordered_files(tmp_path: Path) -> list[Path]:
             XML / "pubmed4.xml", delete, XML / "pubmed4.xml"]
 
 
+def revision_file(tmp_path: Path, corrected: int = 3, deleted: int = 4) -> tuple[Path, str, str]:
+    """An update file as PubMed writes one: the real baseline subset's record ``corrected`` as Version 2 with its
+    title corrected, and a DeleteCitation of record ``deleted``; returns the file and the two PMIDs."""
+    text = gzip.open(XML / "pubmed26n1334.xml.gz", "rt", encoding="utf-8").read()
+    articles = re.findall(r"<PubmedArticle>.*?</PubmedArticle>", text, re.S)
+    fixed, gone = (re.search(r'<PMID Version="\d+">(\d+)</PMID>', articles[n]).group(1) for n in (corrected, deleted))
+    article = articles[corrected].replace(f'<PMID Version="1">{fixed}</PMID>', f'<PMID Version="2">{fixed}</PMID>', 1)
+    article = article.replace("</ArticleTitle>", " (corrected)</ArticleTitle>", 1)
+    out = tmp_path / "update-revision.xml"
+    out.write_text(f'<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n{article}\n<DeleteCitation>'
+                   f'<PMID Version="1">{gone}</PMID></DeleteCitation>\n</PubmedArticleSet>\n', encoding="utf-8")
+    return out, fixed, gone
+
+
 def assert_same_build(single: Settings, on_ray: Settings, name: str) -> None:
-    """The two builds hold the same records, chunk texts under the same ids and vectors, and nothing is left over."""
+    """The two builds hold the same records, deletions, chunk texts and vectors, and nothing is left over."""
     (a, a_chunks, a_vectors), (b, b_chunks, b_vectors) = _contents(single, name), _contents(on_ray, name)
     assert a == b and len(a["records"]) == a["manifest"]["records"] > 40
-    assert a_chunks == b_chunks  # same texts under the same chunk ids
+    assert a_chunks == b_chunks and len(a_chunks) == a["manifest"]["chunks"]
     assert min(float(a_vectors[i] @ b_vectors[i]) for i in a_chunks) >= 0.9999
     assert verify_index(on_ray.paths.index_dir, name).ok
-    # No shard is left behind in the published version or the staging area.
+    # No shard is left behind in the published version or the staging area, and every store shard is listed.
     versions = on_ray.paths.index_dir / name / "versions"
     assert not list(versions.glob(".tmp-*")) and not list(versions.rglob(".ray-*"))
+    listed = LoadedIndex(on_ray.paths.index_dir, name).manifest["store"]["shards"]
+    assert sorted(p.name for p in (on_ray.paths.index_dir / name).glob("store*.sqlite")) == sorted(listed)
 
 
 def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
@@ -154,6 +177,24 @@ def test_ray_build_equals_the_single_process_build(ray_address, tmp_path):
     assert [getattr(summary, f) for f in fields] == [getattr(expected, f) for f in fields]
     assert (summary.added, summary.deleted, summary.version) == (82, 1, "v0001")
     assert_same_build(single, on_ray, "eq")
+
+    # An update on top, through the shards the first build wrote: a revised record and a DeleteCitation of records
+    # in the baseline file's shard, and new records in a file of their own.
+    update, fixed, gone = revision_file(tmp_path)
+    more = _jsonl_slice(tmp_path, 30)
+    expected = ingest([FileSource(update), FileSource(more)], "eq", single,
+                      embedder=load_embedder("all-MiniLM-L6-v2", 256, "torch"))
+    summary = ingest([FileSource(update), FileSource(more)], "eq", on_ray)
+    assert [getattr(summary, f) for f in fields if f != "chunks_embedded"] == [
+        getattr(expected, f) for f in fields if f != "chunks_embedded"]
+    # the cluster embeds every record of a file (it does not read the index); the 20 already indexed are dropped
+    assert summary.chunks_embedded > expected.chunks_embedded
+    assert (summary.added, summary.replaced, summary.deleted, summary.unchanged, summary.version) == (
+        10, 1, 1, 20, "v0002")
+    assert_same_build(single, on_ray, "eq")
+    index = LoadedIndex(on_ray.paths.index_dir, "eq")
+    assert index.store.get(gone) is None and index.store.get(fixed).title.endswith("(corrected)")
+    assert index.store.get(fixed).version == 2 and len(index.store.shards) == 1 + 6 + 2
 
 
 def _embed_workers(head: psutil.Process) -> list[psutil.Process]:

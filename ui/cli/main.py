@@ -61,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "a local one); same as --ingest.ray ADDRESS")
     _add_common_flags(p)
 
-    p = sub.add_parser("index", help="list, describe, verify or compact indexes (compact: merge the vector shards, "
-                       "drop deleted vectors, --index.type to change the type)")
-    p.add_argument("action", choices=["list", "info", "verify", "compact"])
+    p = sub.add_parser("index", help="list, describe, verify, compact or reshard indexes (compact: merge the vector "
+                       "shards, drop deleted vectors, --index.type to change the type; reshard: split the record "
+                       "store into --shards N, searched in parallel)")
+    p.add_argument("action", choices=["list", "info", "verify", "compact", "reshard"])
     p.add_argument("name", nargs="?")
+    p.add_argument("--shards", type=int, default=4, help="reshard: how many store shards (default 4)")
     _add_common_flags(p)
 
     p = sub.add_parser("ask", help="answer a question with cited PubMed evidence")
@@ -165,8 +167,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
             print(compact(args.name, settings).line())
             return 0
+        if args.action == "reshard":
+            from ingest.reshard import reshard
+
+            print(reshard(args.name, args.shards, settings).line())
+            return 0
         report = verify_index(root, args.name)
-    except UnknownIndexError as exc:
+    except (UnknownIndexError, IngestError, ValueError, RuntimeError) as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1
     print(json.dumps({"index": args.name, "ok": report.ok, "problems": report.problems, "checked": report.checked},
