@@ -2,6 +2,7 @@
 
     python bench/bench_bm25_shards.py build --chunks 1000000   # once: the three layouts under .cache/bm25/
     python bench/bench_bm25_shards.py query --queries 300       # p50/p90 per layout, side by side in one run
+    python bench/bench_bm25_shards.py quality                   # BioASQ retrieval: eval-bioasq in 1 and 4 shards
 
 Records: the 10,609 real abstracts of ../shared/data/corpus/abstracts.jsonl.gz, cycled as in bench/bench_store.py
 (record i is abstract ``i mod 10,609`` under PMID ``100000000 + i``, chunked with the project's chunker), until the
@@ -9,6 +10,10 @@ store holds the number of chunks asked for. The same records are written three t
 16 shards of consecutive PMIDs (as PubMed's files are). Queries: BioASQ 7B-9B question bodies through the retriever's
 own word bounding and OR-query (``rag.retrieve``), limit 300, what a hybrid search asks for; the layouts are measured
 interleaved, query by query, so load changes hit all of them alike.
+
+``quality`` copies the BioASQ evaluation index (``indexes/eval-bioasq``, docs/evaluation.md) to a temporary folder,
+splits the copy's record store into 4 shards (``pubmed-rag index reshard``: same rows, same vectors) and runs the
+retrieval evaluation of all 1,497 BioASQ 7B-9B questions (recall@k, nDCG@10, MRR) on both, question by question.
 """
 
 from __future__ import annotations
@@ -92,10 +97,10 @@ def build(chunks: int) -> None:
 
 
 def query(queries: int, limit: int) -> None:
-    from ingest.sharded_store import ShardedStore
-    from ingest.store import RecordStore
     from bench_scale import bioasq_bodies
 
+    from ingest.sharded_store import ShardedStore
+    from ingest.store import RecordStore
     from rag.retrieve import bounded_words, fts_query, query_words
 
     built = json.loads((CACHE / "built.json").read_text())
@@ -132,6 +137,36 @@ def query(queries: int, limit: int) -> None:
     print(f"same top 10 chunk ids in every layout: {same}/{len(bodies)}; the same {limit}: {full}/{len(bodies)}")
 
 
+def quality(shards: int, retrievers: list[str]) -> None:
+    import tempfile
+
+    from ingest.reshard import reshard
+    from pubmed_rag.settings import Settings
+    from rag.evaluation import bioasq_questions, evaluate_retrieval, load_bioasq
+    from rag.pipeline import Asker
+
+    source = ROOT / "indexes" / "eval-bioasq"
+    questions = bioasq_questions(load_bioasq(sorted((SHARED_DATA / "bioasq").glob("Task*/*_golden.json"))))
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(source, Path(tmp) / "eval-bioasq")
+        settings = Settings.load({"paths.index_dir": tmp})
+        one = Asker(settings, index="eval-bioasq")
+        print(reshard("eval-bioasq", shards, settings).line())
+        many = Asker(settings, index="eval-bioasq", embedder=one.embedder)
+        print(f"{len(questions)} BioASQ questions; store shards: {len(one.index.store.shards)} vs "
+              f"{len(many.index.store.shards)}")
+        print("| retriever | store shards | recall@10 | recall@20 | nDCG@10 | MRR | ms/query |")
+        print("|---|---|---|---|---|---|---|")
+        for mode in retrievers:
+            for asker in (one, many):
+                started = time.perf_counter()
+                m = evaluate_retrieval(questions, lambda q, a=asker, mode=mode: [
+                    h.pmid for h in a.retriever.rank(q, 20, retriever=mode)])
+                ms = (time.perf_counter() - started) / len(questions) * 1000
+                print(f"| {mode} | {len(asker.index.store.shards)} | {m['recall@10']:.4f} | {m['recall@20']:.4f} "
+                      f"| {m['ndcg@10']:.4f} | {m['mrr']:.4f} | {ms:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,9 +175,14 @@ def main() -> None:
     q = sub.add_parser("query")
     q.add_argument("--queries", type=int, default=300)
     q.add_argument("--limit", type=int, default=300)
+    v = sub.add_parser("quality")
+    v.add_argument("--shards", type=int, default=4)
+    v.add_argument("--retrievers", default="hybrid,bm25")
     args = parser.parse_args()
     if args.command == "build":
         build(args.chunks)
+    elif args.command == "quality":
+        quality(args.shards, args.retrievers.split(","))
     else:
         query(args.queries, args.limit)
 

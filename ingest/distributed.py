@@ -20,6 +20,7 @@ Shards are written in a work folder that every node must reach (by default insid
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import logging
@@ -315,12 +316,20 @@ def resolve(old: list[RecordStore], new: list[RecordStore], counts: list[dict[st
         state.update((p, ("d",)) for (p,) in store.conn.execute("SELECT pmid FROM deleted WHERE valid_to IS NULL"))
         states.append(state)
     named = Counter(p for state in states for p in state)
+    ordered = sorted(named)
     held: dict[str, tuple[RecordStore, tuple]] = {}
     for store in old:  # the index's live copy (or deletion) of every PMID the new files name
+        # only the PMIDs within the shard's range are looked up (PubMed's files hold ranges of PMIDs)
+        lo, hi = store.conn.execute("SELECT MIN(p), MAX(p) FROM (SELECT MIN(pmid) AS p FROM records WHERE valid_to "
+                                    "IS NULL UNION ALL SELECT MAX(pmid) FROM records WHERE valid_to IS NULL UNION ALL "
+                                    "SELECT MIN(pmid) FROM deleted UNION ALL SELECT MAX(pmid) FROM deleted)").fetchone()
+        if lo is None:
+            continue
+        probe = ordered[bisect.bisect_left(ordered, lo):bisect.bisect_right(ordered, hi)]
         for row in store._select_in("SELECT pmid, content_hash, version, title_only FROM live_records "
-                                    "WHERE pmid IN ({marks})", named):
+                                    "WHERE pmid IN ({marks})", probe):
             held[row[0]] = (store, ("r", row[1], row[2], row[3]))
-        for row in store._select_in("SELECT pmid FROM live_deleted WHERE pmid IN ({marks})", named):
+        for row in store._select_in("SELECT pmid FROM live_deleted WHERE pmid IN ({marks})", probe):
             held.setdefault(row[0], (store, ("d",)))
     is_new = {id(s) for s in new}
     closed_old: list[int] = []

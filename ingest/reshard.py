@@ -144,27 +144,25 @@ def _copy(sources: list, target, shard: int, bound: tuple[str, str] | None, base
             conn.executemany("INSERT INTO provenance (id, kind, name, at, added, replaced, deleted, unchanged, skipped, "
                              "valid_from) VALUES (?,?,?,?,?,?,?,?,?,?)",
                              [(i, *row, number) for i, (_, _, row) in enumerate(provenance, start=1)])
-            for n, path in enumerate(sources):
-                conn.execute(f"ATTACH DATABASE ? AS src{n}", (f"file:{path}?mode=ro",))
-            for n, _ in enumerate(sources):
-                if bound is None:
-                    continue
+        for n, path in enumerate(sources if bound is not None else []):  # one at a time: SQLite attaches at most 10
+            conn.execute("ATTACH DATABASE ? AS src", (f"file:{path}?mode=ro",))
+            with conn:
                 for table, columns in _COPY.items():
                     if table == "record_sources":
-                        conn.execute(f"INSERT INTO main.record_sources (pmid, provenance_id, valid_from) "
-                                     f"SELECT s.pmid, r.new, ? FROM src{n}.record_sources s JOIN temp.renumber r "
+                        conn.execute("INSERT INTO main.record_sources (pmid, provenance_id, valid_from) "
+                                     "SELECT s.pmid, r.new, ? FROM src.record_sources s JOIN temp.renumber r "
                                      f"ON r.src = {n} AND r.old = s.provenance_id "
                                      f"WHERE {_live(base).replace('valid_', 's.valid_')} AND s.pmid >= ? AND s.pmid < ?",
                                      (number, *bound))
-                        continue
-                    conn.execute(f"INSERT INTO main.{table} ({columns}, valid_from) SELECT {columns}, ? "
-                                 f"FROM src{n}.{table} WHERE {_live(base)} AND pmid >= ? AND pmid < ?", (number, *bound))
+                    else:
+                        conn.execute(f"INSERT INTO main.{table} ({columns}, valid_from) SELECT {columns}, ? "
+                                     f"FROM src.{table} WHERE {_live(base)} AND pmid >= ? AND pmid < ?",
+                                     (number, *bound))
+            conn.execute("DETACH DATABASE src")
+        with conn:
             conn.execute("INSERT INTO chunks_fts (rowid, text) SELECT chunk_id, text FROM main.chunks")
             conn.execute("UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT COALESCE(MAX(chunk_id), 0) FROM chunks)) "
                          "WHERE name = 'chunks'")
-        for n, _ in enumerate(sources):
-            conn.execute(f"DETACH DATABASE src{n}")
-        conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")
-        conn.commit()
+            conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")
     finally:
         conn.close()

@@ -94,6 +94,15 @@ def test_updates_close_records_in_whichever_shard_holds_them(small_settings, emb
     assert not (layout.root / "store.sqlite").exists()
     assert sorted(p.name for p in layout.root.glob("store*.sqlite")) == [f"store-0000{n}.sqlite" for n in (1, 2, 3)]
     assert verify_index(layout.index_dir, "small").ok
+    # Back into one shard: the same rows (the digest), and the three shards go after two more publishes.
+    sharded = LoadedIndex(layout.index_dir, "small")
+    assert reshard("small", 1, small_settings).shards_before == 3
+    one = LoadedIndex(layout.index_dir, "small")
+    assert one.manifest["store"]["shards"] == ["store-00004.sqlite"] and len(one.store.shards) == 1
+    assert one.manifest["store"]["digest"] == sharded.manifest["store"]["digest"]
+    assert one.store.all_pmids() == sharded.store.all_pmids() and verify_index(layout.index_dir, "small").ok
+    sharded.close()
+    one.close()
 
 
 def test_an_index_from_before_store_shards_opens_and_updates(small_settings, embedder):
