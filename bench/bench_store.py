@@ -186,7 +186,7 @@ def update(n_new: int, n_corrected: int) -> None:
         for j, line in zip(range(n_new - len(new)), handle, strict=False):  # fill up with corpus abstracts
             new.append(record_from_json(line, f"corpus:{j}", "corpus"))
     # Fresh PMIDs above every indexed one, so that a repeated run adds records too.
-    first = int(served.store.reader().execute("SELECT MAX(CAST(pmid AS INTEGER)) FROM records").fetchone()[0]) + 1
+    first = int(served.store.shards[0].reader().execute("SELECT MAX(CAST(pmid AS INTEGER)) FROM records").fetchone()[0]) + 1
     new = [Record.from_dict({**r.to_dict(), "pmid": str(first + j)}) for j, r in enumerate(new)]
     records = served.manifest["counts"]["records"]
     step = records // max(1, n_corrected)

@@ -138,6 +138,7 @@ def ingest(
                 summary.version = previous.name + " (unchanged)"
                 summary.seconds = time.perf_counter() - started
                 return summary
+            tail = time.perf_counter()
             old_store = (old_manifest or {}).get("store", {})
             store_section = {
                 "shared": True, "file": shard_names[0], "shards": shard_names, "version": number,
@@ -152,6 +153,8 @@ def ingest(
                 counts = store.counts()
             provenance = store.provenance()
             store.close()
+            summary.stages["digest"] = time.perf_counter() - tail
+            tail = time.perf_counter()
             section = vectors.save(staging)
             write_manifest(staging, {
                 "name": index,
@@ -165,10 +168,15 @@ def ingest(
                 "created": old_manifest["created"] if old_manifest else now(),
                 "updated": now(),
             }, section["files"], _reused(old_manifest, section["linked"]))
+            summary.stages["save"] = time.perf_counter() - tail
+            tail = time.perf_counter()
             report = verify_folder(staging, linked_from=previous)
             if not report.ok:
                 raise IngestError(f"index {index!r}: the new version failed verification: {report.problems}")
+            summary.stages["verify"] = time.perf_counter() - tail
+            tail = time.perf_counter()
             summary.version = layout.publish(staging, number).name
+            summary.stages["publish"] = time.perf_counter() - tail
         except BaseException:
             if sentences is not None:
                 with contextlib.suppress(Exception):

@@ -232,17 +232,22 @@ def build_shards(sources: list, embedder: Embedder, settings: Settings, work: Pa
     first = max((shard_number(n) for n in existing), default=0) + 1
     if not files:
         return ShardBuild([], rest)
-    actors = cfg.ray_actors or max(1, int(resources.get("CPU", 1)))
+    cpus = float(resources.get("CPU", 1))
+    actors = cfg.ray_actors or max(1, int(cpus))
+    # Room for a parse task beside a full actor pool: with as many actors as CPUs, the pool held every CPU and the
+    # parse tasks that feed it never ran (a deadlock met with 1 CPU and 1 actor). So when the actors would fill the
+    # cluster, each takes a share of a CPU and a parse task half of one.
+    actor_cpus, parse_cpus = (1.0, 1.0) if cpus >= actors + 1 else (max(0.05, (cpus - 0.5) / actors), 0.5)
     ds = ray.data.from_items([{"order": i, "shard": first + i, "path": str(Path(s.path).resolve()), "name": s.name}
                               for i, s in enumerate(files)], override_num_blocks=max(1, len(files)))
     common = {"model": embedder.name, "max_tokens": embedder.max_tokens, "work": str(work)}
     ds = ds.flat_map(_parse_shard, fn_kwargs={"config": {
-        **common, "overlap": settings.embedding.chunk_overlap, "version": version}}, num_cpus=1)
+        **common, "overlap": settings.embedding.chunk_overlap, "version": version}}, num_cpus=parse_cpus)
     ds = ds.map_batches(_Embed, fn_constructor_kwargs={"config": {
         **common, "backend": settings.embedding.backend, "cache_dir": str(settings.paths.cache_dir),
         "batch_size": settings.embedding.batch_size}},
         # An autoscaling pool: a fixed pool as large as the cluster would hold every CPU and starve the parse tasks.
-        batch_size=cfg.ray_batch_size, num_cpus=1, compute=ActorPoolStrategy(min_size=1, max_size=actors))
+        batch_size=cfg.ray_batch_size, num_cpus=actor_cpus, compute=ActorPoolStrategy(min_size=1, max_size=actors))
     # Ray Data's actor pools restart a killed actor and retry its batch by default (max_restarts and
     # max_task_retries -1): a lost worker loses nothing, and a retried batch writes a vectors shard of its own; only
     # the shards of batches that returned are read.

@@ -55,6 +55,11 @@ class ShardedStore:
     def version(self) -> int | None:
         return self.shards[0].version
 
+    @property
+    def versioned(self) -> bool:
+        """Whether the shards have version columns (not a store written by an earlier release)."""
+        return all(s.versioned for s in self.shards)
+
     def _map(self, fn: Callable[[RecordStore], T]) -> list[T]:
         """``fn`` over every shard, on a thread each (SQLite releases the GIL), in shard order."""
         if len(self.shards) == 1:

@@ -74,7 +74,7 @@ def test_document_frequencies_count_stemmed_words_like_fts5(asker):
     store = asker.index.store
     df = store.document_frequencies(["patients", "budesonide", "exacerbations", "zzzunseen"])
     for word in ("patients", "budesonide", "exacerbations"):  # FTS5 stems: "patients" counts "patient" too
-        matched = store.reader().execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+        matched = store.shards[0].reader().execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
                                          (f'"{word}"',)).fetchone()[0]
         assert df[word] == matched > 0
     assert df["zzzunseen"] == 0 and df["patients"] > df["budesonide"]
