@@ -325,11 +325,7 @@ def resolve(old: list[RecordStore], new: list[RecordStore], counts: list[dict[st
     held: dict[str, tuple[RecordStore, tuple]] = {}
     for store in old:  # the index's live copy (or deletion) of every PMID the new files name
         # only the PMIDs within the shard's range are looked up (PubMed's files hold ranges of PMIDs)
-        lo, hi = store.conn.execute("SELECT MIN(p), MAX(p) FROM (SELECT MIN(pmid) AS p FROM records WHERE valid_to "
-                                    "IS NULL UNION ALL SELECT MAX(pmid) FROM records WHERE valid_to IS NULL UNION ALL "
-                                    "SELECT MIN(pmid) FROM deleted UNION ALL SELECT MAX(pmid) FROM deleted)").fetchone()
-        if lo is None:
-            continue
+        lo, hi = store.pmid_range()
         probe = ordered[bisect.bisect_left(ordered, lo):bisect.bisect_right(ordered, hi)]
         for row in store._select_in("SELECT pmid, content_hash, version, title_only FROM live_records "
                                     "WHERE pmid IN ({marks})", probe):

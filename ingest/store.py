@@ -380,6 +380,14 @@ class RecordStore:
         records = (Record.from_dict(json.loads(row["data"])) for row in rows)
         return {rec.pmid: rec for rec in records}
 
+    def pmid_range(self) -> tuple[str, str]:
+        """The lowest and highest PMID (as text) of every row this store has, live or not: any PMID it holds is in
+        between."""
+        lo, hi = self.conn.execute(
+            "SELECT MIN(p), MAX(p) FROM (SELECT MIN(pmid) AS p FROM records UNION ALL SELECT MAX(pmid) FROM records "
+            "UNION ALL SELECT MIN(pmid) FROM deleted UNION ALL SELECT MAX(pmid) FROM deleted)").fetchone()
+        return (lo, hi) if lo is not None else ("1", "0")  # empty: contains nothing
+
     def hash_and_version(self, pmid: str) -> tuple[str, int] | None:
         row = self.conn.execute("SELECT content_hash, version FROM live_records WHERE pmid = ?", (pmid,)).fetchone()
         return (row[0], row[1]) if row else None
