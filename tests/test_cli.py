@@ -68,6 +68,13 @@ def test_ingest_and_index_commands(tmp_path):
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
     unknown = run("index", "info", "nope", *idx)
     assert unknown.returncode == 1 and "unknown index 'nope'" in unknown.stderr
+    split = run("index", "reshard", "cli", "--shards", "2", *idx)
+    assert split.returncode == 0 and "index 'cli' v0002: record store in 1 shard(s) -> 2, 2 records" in split.stdout
+    info = json.loads(run("index", "info", "cli", *idx).stdout)
+    assert info["store"]["shards"] == ["store-00001.sqlite", "store-00002.sqlite"] and info["counts"]["records"] == 2
+    assert json.loads(run("index", "verify", "cli", *idx).stdout)["ok"] is True
+    bad = run("index", "reshard", "cli", "--shards", "0", *idx)
+    assert bad.returncode == 1 and "error: shards must be at least 1, not 0" in bad.stderr
 
 
 def test_settings_from_env_and_flags_and_unknown_keys_rejected():
@@ -106,7 +113,7 @@ def test_eval_qa_on_real_pubmedqa_items(small_index_dir, generator_cache, tmp_pa
 
 
 # One flag each subcommand's help must list, besides the settings flags every subcommand has.
-HELP_FLAGS = {"ingest": "--allow-partial", "index": "{list,info,verify,compact}", "ask": "--max-new-tokens",
+HELP_FLAGS = {"ingest": "--allow-partial", "index": "{list,info,verify,compact,reshard}", "ask": "--max-new-tokens",
               "check": "--claim", "case": "--markdown", "eval": "--trec-cds"}
 
 
