@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from ingest import sharded_store
 from ingest.build import FileSource, RecordsSource, ingest
 from ingest.index import IndexLayout, LoadedIndex, verify_index
 from ingest.reshard import reshard
@@ -27,7 +28,7 @@ def _bm25(index: LoadedIndex, question: str, filters: Filters | None = None) -> 
     return [(chunks[i].pmid, chunks[i].start, float(s)) for i, s in zip(ids.tolist(), scores, strict=True)]
 
 
-def test_four_store_shards_rank_exactly_as_one_store(small_settings, embedder):
+def test_four_store_shards_rank_exactly_as_one_store(small_settings, embedder, monkeypatch):
     one = LoadedIndex(small_settings.paths.index_dir, "small")
     summary = reshard("small", 4, small_settings)
     assert (summary.shards_before, summary.shards_after, summary.records) == (1, 4, 211)
@@ -37,6 +38,9 @@ def test_four_store_shards_rank_exactly_as_one_store(small_settings, embedder):
     assert four.manifest["store"]["digest"] == one.manifest["store"]["digest"]  # the same rows, hashed
     assert four.store.counts() == one.store.counts() and four.store.all_pmids() == one.store.all_pmids()
     assert verify_index(small_settings.paths.index_dir, "small").ok
+    monkeypatch.setattr(sharded_store, "PARALLEL_ROWS", 0)  # the rows hashed in worker processes: the same digest
+    assert four.store.digest() == one.manifest["store"]["digest"]
+    monkeypatch.undo()
 
     # BM25: each shard scores with the summed statistics, so scores are FTS5's bm25() over the one store.
     recent = Filters(year_min=2020)
