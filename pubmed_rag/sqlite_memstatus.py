@@ -1,8 +1,9 @@
 """SQLite's memory statistics off, so that store shards searched on parallel threads do not queue on one mutex.
 
 SQLite as Debian builds it (no lookaside allocator, memory statistics on) takes a process-wide mutex around every
-allocation to count the bytes in use, and an FTS5 query allocates all the time: BM25 over 4 store shards on 2
-threads took 31 ms a query with the statistics on and 24 ms with them off (1M chunks, bench/bench_bm25_shards.py).
+allocation to count the bytes in use, and an FTS5 query allocates all the time: each shard's own bm25() over the 4
+store shards of bench/bench_bm25_shards.py (1M chunks), 2 threads, took 31 ms a query (p50, 200 BioASQ questions)
+with the statistics on and 24 ms with them off, measured side by side in one session.
 ``SQLITE_CONFIG_MEMSTATUS`` is accepted only before SQLite is initialised, so ``disable`` re-initialises it, and
 only while nothing is allocated (no connection is open in the process); otherwise, or where the library cannot be
 reached, it changes nothing. The statistics are used by nothing here.
