@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,19 +71,10 @@ def stop_head(head: subprocess.Popen) -> None:
     """Stop the head and what it started, by process id (no other Ray cluster is touched)."""
     import ray
 
+    from tests.ingest.test_distributed import stop_tree
+
     ray.shutdown()
-    try:
-        procs = [psutil.Process(head.pid), *psutil.Process(head.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        procs = []
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=30)
-    for proc in alive:
-        proc.kill()
+    stop_tree(head)
 
 
 def write_files(folder: Path, n: int, files: int) -> list[Path]:
@@ -111,14 +101,16 @@ def build(paths: list[Path], root: Path, ray: str, workers: int) -> dict:
             "driver": seconds - cluster if ray else 0.0}
 
 
-def row(name: str, r: dict, base: float) -> str:
+def row(name: str, r: dict, base: dict) -> str:
+    """A table row; the speed-up against the single process only for builds of the same records."""
+    ratio = f"{base['seconds'] / r['seconds']:.2f}x" if r["records"] == base["records"] else "-"
     driver = " / ".join(f"{r.get(k, 0):.2f}" for k in DRIVER_STAGES)
     if "cluster" not in r:
         return (f"| {name} | {r['records']} | {r['seconds']:.1f} s | {r['records'] / r['seconds']:.1f} | - | - | - "
-                f"| {driver} | - | {base / r['seconds']:.2f}x |")
+                f"| {driver} | - | {ratio} |")
     return (f"| {name} | {r['records']} | {r['seconds']:.1f} s | {r['records'] / r['seconds']:.1f} "
             f"| {r['records'] / r['parse_cpu']:.0f} | {r['chunks'] / r['embed_cpu']:.1f} | {r['cluster']:.1f} s "
-            f"| {driver} | {100 * r['driver'] / r['seconds']:.1f}% | {base / r['seconds']:.2f}x |")
+            f"| {driver} | {100 * r['driver'] / r['seconds']:.1f}% | {ratio} |")
 
 
 def run(n: int, files: int, workers: list[int], sizes: list[int]) -> None:
@@ -139,7 +131,7 @@ def run(n: int, files: int, workers: list[int], sizes: list[int]) -> None:
                                                                          Path(tmp) / f"s{size}", address, 2)
             finally:
                 stop_head(head)
-    base = rows["single process"]["seconds"]
+    base = rows["single process"]
     print(f"{n} abstracts in {files} files; load average {os.getloadavg()[0]:.1f}")
     print("| build | records | wall | records/s | parse: records/s per core | embed: chunks/s per core | cluster "
           f"wall | driver: {' / '.join(DRIVER_STAGES)} (s) | driver share | vs single |")

@@ -133,7 +133,7 @@ def ingest(
             if previous and not changed:
                 store.discard_after(base)  # the provenance of a run that changed nothing
                 store.close()
-                _remove_shards(layout, new_shards)
+                layout.remove_store_files(new_shards)
                 shutil.rmtree(staging)
                 summary.version = previous.name + " (unchanged)"
                 summary.seconds = time.perf_counter() - started
@@ -188,7 +188,7 @@ def ingest(
                 store.close()
             with contextlib.suppress(Exception):  # what this run committed is not published: take it back now
                 _discard(layout, base, shard_names)
-            _remove_shards(layout, new_shards)
+            layout.remove_store_files(new_shards)
             raise
     summary.seconds = time.perf_counter() - started
     return summary
@@ -215,8 +215,8 @@ def open_shared_store(layout: IndexLayout, previous: Path | None, manifest: dict
     else:
         base = int(manifest["store"]["version"])
     names = store_files(manifest) if manifest and shared_store(manifest) else [STORE_FILE]
-    _remove_shards(layout, [p.name for p in layout.root.glob("store-*.sqlite")
-                            if p.name not in layout.store_files_in_use()])
+    in_use = layout.store_files_in_use()
+    layout.remove_store_files([p.name for p in layout.root.glob("store-*.sqlite") if p.name not in in_use])
     _discard(layout, base, names)
     return base
 
@@ -229,13 +229,6 @@ def _discard(layout: IndexLayout, base: int, names: list[str]) -> None:
                 store.discard_after(base)
             finally:
                 store.close()
-
-
-def _remove_shards(layout: IndexLayout, names: list[str]) -> None:
-    """Delete store shard files (and their WAL) that no published version lists."""
-    for name in names:
-        for suffix in ("", "-wal", "-shm"):
-            (layout.root / (name + suffix)).unlink(missing_ok=True)
 
 
 def index_spec(settings: IndexSettings) -> IndexSpec:

@@ -40,7 +40,7 @@ import numpy as np
 from ingest.ann.sharded import ShardedIndex
 from ingest.apply import IngestSummary, Progress, Run, no_progress
 from ingest.embedder import Embedder, load_embedder, resolve_model_path
-from ingest.manifest import SHARD_FILE, shard_number
+from ingest.manifest import shard_file, shard_number
 from ingest.sources import FileSource
 from ingest.store import RecordStore
 from pubmed_rag.records import Deletion, IngestError, Record, Skipped
@@ -123,7 +123,7 @@ def _parse_shard(row: dict[str, Any], config: dict[str, Any]) -> list[dict[str, 
     started = time.perf_counter()
     number, path, name = int(row["shard"]), row["path"], row["name"]
     work = Path(config["work"])
-    target = work / SHARD_FILE.format(number)
+    target = work / shard_file(number)
     tmp = work / f".{target.name}.{uuid.uuid4().hex[:8]}"
     store = RecordStore(tmp, version=int(config["version"]), shard=number)
     summary = IngestSummary(index="")
@@ -327,10 +327,10 @@ def resolve(old: list[RecordStore], new: list[RecordStore], counts: list[dict[st
         # only the PMIDs within the shard's range are looked up (PubMed's files hold ranges of PMIDs)
         lo, hi = store.pmid_range()
         probe = ordered[bisect.bisect_left(ordered, lo):bisect.bisect_right(ordered, hi)]
-        for row in store._select_in("SELECT pmid, content_hash, version, title_only FROM live_records "
+        for row in store.select_in("SELECT pmid, content_hash, version, title_only FROM live_records "
                                     "WHERE pmid IN ({marks})", probe):
             held[row[0]] = (store, ("r", row[1], row[2], row[3]))
-        for row in store._select_in("SELECT pmid FROM live_deleted WHERE pmid IN ({marks})", probe):
+        for row in store.select_in("SELECT pmid FROM live_deleted WHERE pmid IN ({marks})", probe):
             held.setdefault(row[0], (store, ("d",)))
     is_new = {id(s) for s in new}
     closed_old: list[int] = []

@@ -128,14 +128,19 @@ class IndexLayout:
             if not path.exists():
                 continue
             if path.name not in in_use:  # no kept version reads it any more (the index was re-sharded)
-                for suffix in ("", "-wal", "-shm"):
-                    path.with_name(path.name + suffix).unlink(missing_ok=True)
+                self.remove_store_files([path.name])
                 continue
             store = RecordStore(path, version=int(keep.name[1:]))
             try:
                 store.purge(min(self._numbers(), default=int(keep.name[1:])))
             finally:
                 store.close()
+
+    def remove_store_files(self, names: list[str]) -> None:
+        """Delete store shard files (and their WAL) from the index folder."""
+        for name in names:
+            for suffix in ("", "-wal", "-shm"):
+                (self.root / (name + suffix)).unlink(missing_ok=True)
 
     def store_files_in_use(self) -> set[str]:
         """The store shards some version on disk reads (by file name in the index folder)."""

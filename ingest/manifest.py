@@ -85,6 +85,7 @@ def shard_number(name: str) -> int:
 
 
 def shard_file(number: int) -> str:
+    """The file name of store shard ``number`` (0: ``store.sqlite``)."""
     return STORE_FILE if number == 0 else SHARD_FILE.format(number)
 
 

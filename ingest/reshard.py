@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from ingest.build import open_shared_store
 from ingest.index import IndexLayout, current_folder
 from ingest.manifest import (
-    SHARD_FILE,
     open_store,
     open_vectors,
     read_manifest,
+    shard_file,
     shard_number,
     shared_store,
     store_files,
@@ -74,7 +74,7 @@ def reshard(index: str, shards: int, settings: Settings | None = None) -> Reshar
         pmids = source.all_pmids()
         source.close()
         first = max(shard_number(n) for n in store_files(manifest)) + 1
-        names = [SHARD_FILE.format(first + i) for i in range(shards)]
+        names = [shard_file(first + i) for i in range(shards)]
         # shard i holds the PMIDs from its first to the next shard's first (deletions between them included)
         size = max(1, -(-len(pmids) // shards))
         starts = [""] + [pmids[i * size] for i in range(1, shards) if i * size < len(pmids)]
@@ -105,9 +105,7 @@ def reshard(index: str, shards: int, settings: Settings | None = None) -> Reshar
             version = layout.publish(staging, number).name
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            for name in names:
-                for suffix in ("", "-wal", "-shm"):
-                    (layout.root / (name + suffix)).unlink(missing_ok=True)
+            layout.remove_store_files(names)
             raise
     return ReshardSummary(index, version, len(store_files(manifest)), shards, len(pmids),
                           time.perf_counter() - started)

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from pubmed_rag import sqlite_memstatus
 from pubmed_rag.lru import LRUCache
 from pubmed_rag.records import Chunk, Record
 from pubmed_rag.types import Filters
+
+if TYPE_CHECKING:
+    from ingest.sharded_store import ShardedStore
 
 VERSIONED = ("records", "chunks", "deleted", "provenance", "record_sources")
 RECORD_COLUMNS = ("pmid, version, title, abstract, data, year, retracted, retraction_notice, title_only, "
@@ -368,7 +371,7 @@ class RecordStore:
         row = self.conn.execute("SELECT data FROM live_records WHERE pmid = ?", (pmid,)).fetchone()
         return Record.from_dict(json.loads(row["data"])) if row else None
 
-    def _select_in(self, sql: str, keys: Iterable) -> Iterator[sqlite3.Row]:
+    def select_in(self, sql: str, keys: Iterable) -> Iterator[sqlite3.Row]:
         """Rows of ``sql`` (containing ``IN ({marks})``) for all ``keys``, queried in batches under SQLite's limit."""
         keys = list(dict.fromkeys(keys))
         for i in range(0, len(keys), 900):
@@ -376,7 +379,7 @@ class RecordStore:
             yield from self.conn.execute(sql.format(marks=",".join("?" * len(part))), part)
 
     def get_many(self, pmids: Iterable[str]) -> dict[str, Record]:
-        rows = self._select_in("SELECT data FROM live_records WHERE pmid IN ({marks})", pmids)
+        rows = self.select_in("SELECT data FROM live_records WHERE pmid IN ({marks})", pmids)
         records = (Record.from_dict(json.loads(row["data"])) for row in rows)
         return {rec.pmid: rec for rec in records}
 
@@ -397,11 +400,11 @@ class RecordStore:
 
     def chunks(self, chunk_ids: Iterable[int]) -> dict[int, Chunk]:
         sql = "SELECT chunk_id, pmid, text, start, end FROM live_chunks WHERE chunk_id IN ({marks})"
-        return {row[0]: Chunk(*row) for row in self._select_in(sql, chunk_ids)}
+        return {row[0]: Chunk(*row) for row in self.select_in(sql, chunk_ids)}
 
     def chunk_pmids(self, chunk_ids: Iterable[int]) -> dict[int, str]:
         sql = "SELECT chunk_id, pmid FROM live_chunks WHERE chunk_id IN ({marks})"
-        return {row[0]: row[1] for row in self._select_in(sql, chunk_ids)}
+        return {row[0]: row[1] for row in self.select_in(sql, chunk_ids)}
 
     def all_pmids(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT pmid FROM live_records ORDER BY pmid")]
@@ -632,11 +635,12 @@ class ChunkPmids:
     Falls back to SQL lookups when a PMID is not a plain number (e.g. a JSONL corpus with other ids).
     """
 
-    def __init__(self, store: Any, chunk_ids: np.ndarray | None = None, pmids: np.ndarray | None = None):
+    def __init__(self, store: RecordStore | ShardedStore, chunk_ids: np.ndarray | None = None,
+                 pmids: np.ndarray | None = None):
         self.store, self._ids, self._pmids = store, chunk_ids, pmids
 
     @classmethod
-    def read(cls, store: Any) -> ChunkPmids:
+    def read(cls, store: RecordStore | ShardedStore) -> ChunkPmids:
         """From a ``RecordStore`` or a ``ShardedStore`` (every shard's chunks)."""
         rows = [row for shard in getattr(store, "shards", [store])
                 for row in shard.conn.execute("SELECT chunk_id, pmid FROM live_chunks ORDER BY chunk_id")]

@@ -12,34 +12,37 @@ reached, it changes nothing. The statistics are used by nothing here.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import threading
 
 log = logging.getLogger(__name__)
 _CONFIG_MEMSTATUS = 9
 _LOCK = threading.Lock()
-_DONE = False
+_OFF: bool | None = None  # the first call's outcome
 
 
 def disable() -> bool:
     """Turn SQLite's memory statistics off for this process if no connection is open yet; whether they are off."""
-    global _DONE
+    global _OFF
     with _LOCK:
-        if _DONE:
-            return True
-        _DONE = True  # one try per process
-        try:
-            name = ctypes.util.find_library("sqlite3")
-            if name is None:
-                return False
-            lib = ctypes.CDLL(name)  # the library the sqlite3 module already loaded (the same handle)
-            lib.sqlite3_memory_used.restype = ctypes.c_int64
-            if lib.sqlite3_memory_used() != 0:  # something is open: re-initialising now would be unsafe
-                return False
-            ok = (lib.sqlite3_shutdown() == 0 and lib.sqlite3_config(_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0)
-            lib.sqlite3_initialize()
-            return ok
-        except (OSError, AttributeError) as exc:
-            log.debug("SQLite memory statistics left on: %s", exc)
+        if _OFF is None:  # one try per process
+            _OFF = _try()
+        return _OFF
+
+
+def _try() -> bool:
+    try:
+        import _sqlite3
+
+        # The sqlite3 module's own extension: its symbols resolve to the SQLite library it uses, whether linked
+        # or built in (no search for a library of the same name, which could be another copy).
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        if lib.sqlite3_memory_used() != 0:  # something is open: re-initialising now would be unsafe
             return False
+        ok = lib.sqlite3_shutdown() == 0 and lib.sqlite3_config(_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0
+        lib.sqlite3_initialize()
+        return ok
+    except (ImportError, OSError, AttributeError) as exc:
+        log.debug("SQLite memory statistics left on: %s", exc)
+        return False

@@ -43,7 +43,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop_tree(head: subprocess.Popen) -> None:
+def stop_tree(head: subprocess.Popen) -> None:
     """Stop the head process and every process it started (GCS, raylet, workers), by id: nothing else on the machine
     (another run's Ray cluster) is touched."""
     try:
@@ -92,7 +92,7 @@ def ray_head(tmp_path_factory):
         yield address, psutil.Process(head.pid)
     finally:
         ray.shutdown()
-        _stop_tree(head)
+        stop_tree(head)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from ingest.embedder import load_embedder
 from ingest.index import LoadedIndex
 from pubmed_rag.settings import Settings
 from tests.conftest import ROOT
-from tests.ingest.test_distributed import _embed_workers, _jsonl_slice, _stop_tree, assert_same_build, ordered_files
+from tests.ingest.test_distributed import _embed_workers, _jsonl_slice, assert_same_build, ordered_files, stop_tree
 
 RAY = Path(sys.executable).with_name("ray")
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -123,7 +123,7 @@ def cluster(tmp_path_factory):
         yield f"{HEAD_IP}:{PORT}", psutil.Process(worker.pid)
     finally:
         for proc in reversed(started):
-            _stop_tree(proc)
+            stop_tree(proc)
         _remove_network()
     listed = _ip("netns", "list").stdout
     assert HEAD_NS not in listed and WORKER_NS not in listed
