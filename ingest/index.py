@@ -35,7 +35,8 @@ from ingest.manifest import (
     verify_folder,
 )
 from ingest.sentence_store import SentenceStore
-from ingest.store import ChunkPmids, RecordStore
+from ingest.sharded_store import ChunkPmids
+from ingest.store import RecordStore
 from pubmed_rag.settings import IndexSettings, Settings
 from pubmed_rag.threads import configure as configure_threads
 

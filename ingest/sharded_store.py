@@ -145,7 +145,7 @@ class ShardedStore:
         return None
 
     def chunk_ids(self, pmid: str) -> list[int]:
-        return sorted(i for shard in self.shards for i in shard.chunk_ids(pmid))
+        return sorted(i for shard in self._holding(pmid) for i in shard.chunk_ids(pmid))
 
     def chunks(self, chunk_ids: Iterable[int]) -> dict[int, Chunk]:
         ids = list(chunk_ids)
@@ -310,3 +310,36 @@ def _sum(parts: list[dict]) -> dict:
         for key, value in part.items():
             out[key] = out.get(key, 0) + value
     return out
+
+
+class ChunkPmids:
+    """Chunk id -> PMID for a read-only store version, held as two sorted int64 arrays (16 bytes per chunk).
+
+    Falls back to SQL lookups when a PMID is not a plain number (e.g. a JSONL corpus with other ids).
+    """
+
+    def __init__(self, store: RecordStore | ShardedStore, chunk_ids: np.ndarray | None = None,
+                 pmids: np.ndarray | None = None):
+        self.store, self._ids, self._pmids = store, chunk_ids, pmids
+
+    @classmethod
+    def read(cls, store: RecordStore | ShardedStore) -> ChunkPmids:
+        """From a ``RecordStore`` or a ``ShardedStore`` (every shard's chunks)."""
+        rows = [row for shard in getattr(store, "shards", [store])
+                for row in shard.conn.execute("SELECT chunk_id, pmid FROM live_chunks ORDER BY chunk_id")]
+        if not all(p.isdigit() and str(int(p)) == p for _, p in rows):
+            return cls(store)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        pmids = np.fromiter((int(r[1]) for r in rows), dtype=np.int64, count=len(rows))
+        order = np.argsort(ids, kind="stable")
+        return cls(store, ids[order], pmids[order])
+
+    def __call__(self, chunk_ids: Iterable[int]) -> dict[int, str]:
+        if self._ids is None:
+            return self.store.chunk_pmids(chunk_ids)
+        ids = np.fromiter(chunk_ids, dtype=np.int64)
+        if not len(self._ids) or not len(ids):
+            return {}
+        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        found = self._ids[pos] == ids
+        return {int(c): str(p) for c, p in zip(ids[found], self._pmids[pos[found]], strict=True)}

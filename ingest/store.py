@@ -21,7 +21,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,9 +28,6 @@ from pubmed_rag import sqlite_memstatus
 from pubmed_rag.lru import LRUCache
 from pubmed_rag.records import Chunk, Record
 from pubmed_rag.types import Filters
-
-if TYPE_CHECKING:
-    from ingest.sharded_store import ShardedStore
 
 VERSIONED = ("records", "chunks", "deleted", "provenance", "record_sources")
 RECORD_COLUMNS = ("pmid, version, title, abstract, data, year, retracted, retraction_notice, title_only, "
@@ -78,7 +74,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     valid_to INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_pmid ON chunks(pmid);
--- also covers chunk id -> PMID of a version (ChunkPmids, verification) without reading the chunks' text
+-- also covers chunk id -> PMID of a version (sharded_store.ChunkPmids, verification) without reading the chunks' text
 CREATE INDEX IF NOT EXISTS chunks_live ON chunks(valid_from, valid_to, pmid);
 CREATE INDEX IF NOT EXISTS chunks_to ON chunks(valid_to);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61');
@@ -627,36 +623,3 @@ def _varints(blob: bytes) -> list[int]:
 def _contains(sorted_ids: np.ndarray, chunk_id: int) -> bool:
     pos = int(np.searchsorted(sorted_ids, chunk_id))
     return pos < len(sorted_ids) and int(sorted_ids[pos]) == chunk_id
-
-
-class ChunkPmids:
-    """Chunk id -> PMID for a read-only store version, held as two sorted int64 arrays (16 bytes per chunk).
-
-    Falls back to SQL lookups when a PMID is not a plain number (e.g. a JSONL corpus with other ids).
-    """
-
-    def __init__(self, store: RecordStore | ShardedStore, chunk_ids: np.ndarray | None = None,
-                 pmids: np.ndarray | None = None):
-        self.store, self._ids, self._pmids = store, chunk_ids, pmids
-
-    @classmethod
-    def read(cls, store: RecordStore | ShardedStore) -> ChunkPmids:
-        """From a ``RecordStore`` or a ``ShardedStore`` (every shard's chunks)."""
-        rows = [row for shard in getattr(store, "shards", [store])
-                for row in shard.conn.execute("SELECT chunk_id, pmid FROM live_chunks ORDER BY chunk_id")]
-        if not all(p.isdigit() and str(int(p)) == p for _, p in rows):
-            return cls(store)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        pmids = np.fromiter((int(r[1]) for r in rows), dtype=np.int64, count=len(rows))
-        order = np.argsort(ids, kind="stable")
-        return cls(store, ids[order], pmids[order])
-
-    def __call__(self, chunk_ids: Iterable[int]) -> dict[int, str]:
-        if self._ids is None:
-            return self.store.chunk_pmids(chunk_ids)
-        ids = np.fromiter(chunk_ids, dtype=np.int64)
-        if not len(self._ids) or not len(ids):
-            return {}
-        pos = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
-        found = self._ids[pos] == ids
-        return {int(c): str(p) for c, p in zip(ids[found], self._pmids[pos[found]], strict=True)}

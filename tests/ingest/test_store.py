@@ -14,7 +14,8 @@ from ingest.build import FileSource, RecordsSource, ingest
 from ingest.index import IndexLayout, LoadedIndex, verify_index
 from ingest.manifest import STORE_FILE
 from ingest.pubmed_xml import parse_xml_file
-from ingest.store import ChunkPmids, RecordStore
+from ingest.sharded_store import ChunkPmids
+from ingest.store import RecordStore
 from pubmed_rag.records import Deletion, Record
 from tests.conftest import XML, sample_records
 
